@@ -1,0 +1,5 @@
+"""`python -m tap_copernica`."""
+
+from tap_copernica.tap import TapCopernica
+
+TapCopernica.cli()

@@ -1,0 +1,110 @@
+"""The resumable position of one profile or subprofile partition, kept in its STATE entry.
+
+Entry keys (besides the SDK's `context`):
+- `replication_key` / `replication_key_value`: `modified` of the last record emitted, as
+  ISO 8601 with offset. The next run reads `modified >=` that value again...
+- `seen_ids`: ...and skips the IDs listed here, which were emitted at exactly that value.
+  Kept only once that second has passed on the server's clock (a profile changed again in
+  the same second keeps the same `modified`, so it must not be skipped) and while short.
+- `scan`: an ID-ordered read in progress (first full load, or a database whose own field
+  called `modified` hides the timestamp from filters): `after_id` to resume from, `since`
+  (rows older than this are skipped), `started` (server time when the scan began; becomes
+  the bookmark when the scan completes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tap_copernica.paging import ProfileCursor
+from tap_copernica.timeutil import api_to_iso, filter_floor, parse_instant, to_api
+
+MAX_SEEN_IDS = 1000
+REPLICATION_KEY = "modified"
+
+
+class ProfileBookmark:
+    """Reads and advances one partition's bookmark while its records are emitted."""
+
+    def __init__(self, state: dict[str, Any], tz: ZoneInfo, start_date: str | None) -> None:
+        self.state = state
+        self.tz = tz
+        self.start_date = start_date
+        self._value: str | None = None
+        self._ids: list[int] = []
+
+    def cursor(self, page_size: int, *, by_id: bool) -> ProfileCursor:
+        """Where to continue: an unfinished scan, after the bookmark, or a new scan."""
+        scan = self.state.get("scan")
+        if isinstance(scan, dict):
+            return ProfileCursor(
+                page_size, by_id=True, since=scan.get("since"), after_id=int(scan["after_id"])
+            )
+        floor, seen = self._starting_point()
+        if floor is None or by_id:
+            self.state["scan"] = {"since": floor, "after_id": 0, "started": None}
+            return ProfileCursor(page_size, by_id=True, since=floor)
+        return ProfileCursor(page_size, boundary=floor, seen=seen)
+
+    def _starting_point(self) -> tuple[str | None, set[int]]:
+        bookmark = self._bookmark_instant()
+        start = parse_instant(self.start_date, self.tz) if self.start_date else None
+        if bookmark is None and start is None:
+            return None, set()
+        if bookmark is None or (start is not None and start > bookmark):
+            assert start is not None
+            return filter_floor(start, self.tz)[0], set()
+        floor, moved_back = filter_floor(bookmark, self.tz)
+        seen = set() if moved_back else {int(i) for i in self.state.get("seen_ids") or []}
+        return floor, seen
+
+    def _bookmark_instant(self) -> dt.datetime | None:
+        value = self.state.get("replication_key_value")
+        if self.state.get("replication_key") != REPLICATION_KEY or not value:
+            return None
+        return parse_instant(str(value), self.tz)
+
+    # -- while paging ---------------------------------------------------------------------
+    def page_served(self, server_now: str | None) -> None:
+        """Called for every page before its rows: a scan's start is the first page's time."""
+        scan = self.state.get("scan")
+        if isinstance(scan, dict) and scan.get("started") is None:
+            fallback = to_api(dt.datetime.now(self.tz) - dt.timedelta(minutes=5), self.tz)
+            scan["started"] = server_now or fallback
+
+    def emitted(self, row: dict[str, Any], server_now: str | None) -> None:
+        """Record that `row` is about to be emitted (call before yielding it)."""
+        scan = self.state.get("scan")
+        if isinstance(scan, dict):
+            # Every row up to this ID is emitted now or was left out by `since`.
+            scan["after_id"] = int(row["ID"])
+            return
+        value = row.get("modified")
+        if not isinstance(value, str):
+            return
+        if value != self._value:
+            self._value, self._ids = value, []
+            self.state["replication_key"] = REPLICATION_KEY
+            self.state["replication_key_value"] = api_to_iso(value, self.tz)
+        self._ids.append(int(row["ID"]))
+        settled = server_now is not None and value < server_now
+        if settled and len(self._ids) <= MAX_SEEN_IDS:
+            self.state["seen_ids"] = self._ids
+        else:
+            self.state.pop("seen_ids", None)
+
+    def page_done(self, cursor: ProfileCursor) -> None:
+        """After the last row of a page: a scan may resume after rows it left out too."""
+        scan = self.state.get("scan")
+        if isinstance(scan, dict):
+            scan["after_id"] = cursor.after_id
+
+    def finish(self) -> None:
+        """The partition was read to its end."""
+        scan = self.state.pop("scan", None)
+        if isinstance(scan, dict) and scan.get("started"):
+            self.state["replication_key"] = REPLICATION_KEY
+            self.state["replication_key_value"] = api_to_iso(scan["started"], self.tz)
+            self.state.pop("seen_ids", None)

@@ -1,0 +1,259 @@
+"""tap-copernica: settings, preflight checks, and the account-level lookups streams share."""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import cached_property
+from typing import IO, Any, cast
+from zoneinfo import ZoneInfo
+
+from singer_sdk import Tap
+from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
+from singer_sdk.singerlib import StateMessage
+
+from tap_copernica.auth import (
+    DEFAULT_AUTH_URL,
+    AuthenticationUnavailableError,
+    CopernicaAuthenticator,
+)
+from tap_copernica.client import CopernicaStream
+from tap_copernica.streams import ObjectStream, build_stream_classes, to_int
+from tap_copernica.timeutil import parse_instant, zone
+
+DEFAULT_API_URL = "https://api.copernica.com/v4"
+MAX_PAGE_SIZE = 1000
+
+SETTINGS = th.PropertiesList(
+    th.Property(
+        "api_token",
+        th.StringType,
+        required=True,
+        secret=True,
+        description="Copernica REST API token (Admin > Account > Access tokens). It is only "
+        "sent to the authentication service, which trades it for a JWT.",
+    ),
+    th.Property(
+        "api_url",
+        th.StringType,
+        default=DEFAULT_API_URL,
+        description="REST API v4 base URL. Accounts with large datasets may use "
+        "https://rest.copernica.com/v4.",
+    ),
+    th.Property(
+        "auth_url",
+        th.StringType,
+        default=DEFAULT_AUTH_URL,
+        description="Authentication service that trades the API token for a JWT.",
+    ),
+    th.Property(
+        "start_date",
+        th.DateTimeType,
+        description="ISO 8601 date or date-time. Profiles and subprofiles modified before it "
+        "are skipped on a first run; bookmarks take over afterwards.",
+    ),
+    th.Property(
+        "database_ids",
+        th.ArrayType(th.StringType),
+        description="Databases to read, by ID or name (case-insensitive). Default: all.",
+    ),
+    th.Property(
+        "page_size",
+        th.IntegerType(minimum=1, maximum=MAX_PAGE_SIZE),
+        default=MAX_PAGE_SIZE,
+        description="Rows per request, 1 to 1000 (the API's maximum).",
+    ),
+    th.Property(
+        "request_timeout",
+        th.IntegerType(minimum=1),
+        default=120,
+        description="Seconds to wait for one API response.",
+    ),
+    th.Property(
+        "timezone",
+        th.StringType,
+        default="Europe/Amsterdam",
+        description="Time zone of the account: the API writes and filters timestamps as "
+        "local times without a zone. Records carry ISO 8601 with offset.",
+    ),
+    th.Property(
+        "max_retries",
+        th.IntegerType(minimum=0),
+        default=8,
+        description="Retries of a request after 5xx, 429, connection errors or a truncated "
+        "body, with exponential backoff (Retry-After is honoured).",
+    ),
+    th.Property(
+        "retry_initial_wait",
+        th.NumberType(minimum=0),
+        default=2.0,
+        description="Seconds before the first retry; doubles each time, up to 60 s.",
+    ),
+).to_dict()
+
+
+class TapCopernica(Tap):
+    """Singer tap for Copernica REST API v4."""
+
+    name = "tap-copernica"
+    config_jsonschema = SETTINGS
+
+    def discover_streams(self) -> list[ObjectStream]:
+        """Every stream of the spec table."""
+        return [cls(tap=self) for cls in build_stream_classes()]
+
+    # -- shared by every stream -----------------------------------------------------------
+    @cached_property
+    def authenticator(self) -> CopernicaAuthenticator:
+        """One JWT for the whole run, shared by all streams."""
+        return CopernicaAuthenticator(
+            api_token=str(self.config.get("api_token", "")),
+            auth_url=str(self.config.get("auth_url") or DEFAULT_AUTH_URL),
+            timeout=float(self.config.get("request_timeout", 120)),
+            user_agent=f"{self.name}/{self.plugin_version}",
+        )
+
+    @cached_property
+    def timezone(self) -> ZoneInfo:
+        """The account's time zone (`timezone`)."""
+        return zone(str(self.config.get("timezone") or "Europe/Amsterdam"))
+
+    @property
+    def page_size(self) -> int:
+        """Rows per request (`page_size`)."""
+        return int(self.config.get("page_size", MAX_PAGE_SIZE))
+
+    def _stream(self, name: str) -> CopernicaStream:
+        return cast("CopernicaStream", self.streams[name])
+
+    @cached_property
+    def _databases(self) -> list[dict[str, Any]]:
+        return list(self._stream("databases").request_records(None))
+
+    def selected_database_ids(self) -> set[int] | None:
+        """IDs named by `database_ids` (names resolved), or None for all databases."""
+        return self._resolved_database_ids
+
+    @cached_property
+    def _resolved_database_ids(self) -> set[int] | None:
+        wanted = self.config.get("database_ids")
+        if not wanted:
+            return None
+        by_id = {to_int(db.get("ID")): db for db in self._databases}
+        by_name = {str(db.get("name", "")).lower(): db for db in self._databases}
+        resolved: set[int] = set()
+        unknown: list[str] = []
+        for item in wanted:
+            text = str(item).strip()
+            db = by_id.get(to_int(text)) if text.isdigit() else by_name.get(text.lower())
+            if db is None:
+                unknown.append(text)
+            else:
+                resolved.add(int(db["ID"]))
+        if unknown:
+            available = ", ".join(f"{db.get('name')} ({db.get('ID')})" for db in self._databases)
+            msg = (
+                f"`database_ids`: no database {', '.join(repr(u) for u in unknown)} in this "
+                f"Copernica account. Available: {available or 'none'}. Use an ID or a name "
+                f"from that list."
+            )
+            raise ConfigValidationError(msg, errors=[msg])
+        return resolved
+
+    def database_ids(self) -> list[int]:
+        """The databases this run reads, in the API's order."""
+        wanted = self.selected_database_ids()
+        ids = [int(db["ID"]) for db in self._databases]
+        return [i for i in ids if wanted is None or i in wanted]
+
+    @cached_property
+    def _collections(self) -> list[dict[str, int]]:
+        stream = self._stream("collections")
+        return [
+            {"database_id": db, "collection_id": int(row["ID"])}
+            for db in self.database_ids()
+            for row in stream.request_records({"database_id": db})
+        ]
+
+    def id_list_partitions(self, stream_name: str) -> list[dict[str, Any]]:
+        """Partitions of the ID list streams: each database, or each collection."""
+        if stream_name == "profile_ids":
+            return [{"database_id": db} for db in self.database_ids()]
+        return list(self._collections)
+
+    def has_modified_field(self, kind: str, owner_id: int) -> bool:
+        """Whether a database/collection has its own field called `modified` (any case)."""
+        key = (kind, owner_id)
+        if key not in self._modified_field_cache:
+            rows = self._stream(f"{kind}_fields").request_records({f"{kind}_id": owner_id})
+            names = {str(r.get("name", "")).lower() for r in rows}
+            self._modified_field_cache[key] = "modified" in names
+        return self._modified_field_cache[key]
+
+    @cached_property
+    def _modified_field_cache(self) -> dict[tuple[str, int], bool]:
+        return {}
+
+    # -- run ------------------------------------------------------------------------------
+    def preflight(self) -> None:
+        """Check what can be checked before the first data request; raise a clear error."""
+        errors: list[str] = []
+        try:
+            _ = self.timezone
+        except ValueError as exc:
+            errors.append(str(exc))
+        start_date = self.config.get("start_date")
+        if start_date:
+            try:
+                parse_instant(str(start_date), ZoneInfo("UTC"))
+            except ValueError:
+                errors.append(
+                    f"`start_date`: {start_date!r} is not an ISO 8601 date or date-time "
+                    f"(e.g. 2024-01-31 or 2024-01-31T00:00:00Z)."
+                )
+        if errors:
+            raise ConfigValidationError(errors[0], errors=errors)
+        self.authenticator.current_jwt()  # a refused token fails here, with its own message
+        self.selected_database_ids()  # unknown database names fail here
+
+    def run(self) -> None:
+        """Preflight, then the SDK's sync; a fatal error ends the run with one clear line."""
+        try:
+            self.preflight()
+            self.sync_all()
+        except (FatalAPIError, AuthenticationUnavailableError) as exc:
+            self.logger.error("%s", exc)  # noqa: TRY400 (the message is the whole story)
+            # Send the state as it stands: a rerun resumes after the last emitted record.
+            self.write_message(StateMessage(value=self.state))
+            sys.exit(1)
+
+    @classmethod
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: Any = None,
+        state: IO[str] | None = None,
+        catalog: IO[str] | None = None,
+    ) -> None:
+        """The SDK's CLI sync (`Tap.invoke`), running `run` instead of a bare `sync_all`.
+
+        Config errors (also those found by `preflight`) still reach the SDK's CLI, which
+        prints them as such and exits 1.
+        """
+        super(Tap, cls).invoke(about=about, about_format=about_format)
+        cls.print_version(print_fn=cls.logger.info)
+        tap = cls(
+            config=config.config if config else None,
+            state=None if state is None else json.loads(state.read()),
+            catalog=None if catalog is None else json.loads(catalog.read()),
+            parse_env_config=bool(config and config.parse_env),
+            validate_config=True,
+        )
+        tap.run()
+
+
+if __name__ == "__main__":
+    TapCopernica.cli()

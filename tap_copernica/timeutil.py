@@ -1,0 +1,85 @@
+"""Copernica's clock: naive `YYYY-MM-DD hh:mm:ss` strings in the account's time zone.
+
+The API writes and filters every timestamp as a local string without a zone (the account's
+zone; Europe/Amsterdam unless configured). Records and bookmarks carry ISO 8601 with an
+offset instead, which is unambiguous; these helpers convert between the two.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from email.utils import parsedate_to_datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+API_FORMAT = "%Y-%m-%d %H:%M:%S"
+ZERO_TIMESTAMPS = frozenset({"", "0000-00-00", "0000-00-00 00:00:00"})
+
+
+def zone(name: str) -> ZoneInfo:
+    """The named IANA zone; raises ValueError with the setting's name when unknown."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        msg = f"`timezone`: unknown time zone {name!r}; use an IANA name like 'Europe/Amsterdam'."
+        raise ValueError(msg) from None
+
+
+def api_to_datetime(value: str, tz: ZoneInfo) -> dt.datetime | None:
+    """Parse an API timestamp (local, naive) into an aware datetime; zero dates give None."""
+    value = value.strip()
+    if value in ZERO_TIMESTAMPS or value.startswith("0000-00-00"):
+        return None
+    parsed = (
+        dt.datetime.strptime(value, API_FORMAT)
+        if len(value) > 10
+        else (dt.datetime.strptime(value, "%Y-%m-%d"))
+    )
+    return parsed.replace(tzinfo=tz)
+
+
+def api_to_iso(value: str | None, tz: ZoneInfo) -> str | None:
+    """API timestamp string to ISO 8601 with offset; None/zero/unparseable to None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = api_to_datetime(value, tz)
+    except ValueError:
+        return None
+    return parsed.isoformat() if parsed else None
+
+
+def parse_instant(value: str, tz: ZoneInfo) -> dt.datetime:
+    """Parse an ISO 8601 date or date-time from config or state; naive values are in `tz`."""
+    text = value.strip().replace("Z", "+00:00")
+    parsed = dt.datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+
+
+def to_api(instant: dt.datetime, tz: ZoneInfo) -> str:
+    """An instant as the API's local string (the form its `fields` filters compare)."""
+    return instant.astimezone(tz).strftime(API_FORMAT)
+
+
+def filter_floor(instant: dt.datetime, tz: ZoneInfo) -> tuple[str, bool]:
+    """The local string to filter `>=` from so that nothing at or after `instant` is missed.
+
+    Local strings repeat an hour when the clocks go back (DST fall-back). If such a repeat
+    lies within the hour before `instant`, rows changed in the repeated hour after the
+    bookmark would sort before it as strings, so start two hours earlier. Returns the
+    string and whether it was moved back (then boundary ids must not be used to skip rows).
+    """
+    hour = dt.timedelta(hours=1)
+    earlier = instant - hour
+    if earlier.astimezone(tz).utcoffset() != instant.astimezone(tz).utcoffset():
+        return to_api(instant - 2 * hour, tz), True
+    return to_api(instant, tz), False
+
+
+def http_date_to_api(header: str | None, tz: ZoneInfo) -> str | None:
+    """The server's `Date` header as an API local string (the server's idea of now)."""
+    if not header:
+        return None
+    try:
+        return to_api(parsedate_to_datetime(header), tz)
+    except (TypeError, ValueError):
+        return None

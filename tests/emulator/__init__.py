@@ -1,0 +1,19 @@
+"""Copernica REST API v4 emulator for tests (stdlib only).
+
+    with Emulator(seed=42, profiles_per_database=200) as emu:
+        emu.api_url, emu.auth_url, emu.api_token   # where and how to connect
+        emu.store                                  # seeded data + mutation API
+        emu.faults.add("html503", path=r"/profiles$", times=1)
+        emu.on_response(lambda log: ...)           # runs before each answer is written
+        emu.requests                               # RequestLog of everything handled
+
+CLI: ``python -m tests.emulator --port 8765 [--profiles N] [--seed S]``.
+"""
+
+from .emulator import Emulator
+from .faults import FAULT_KINDS, FaultPlan
+from .messages import RequestLog
+from .model import ApiError
+from .store import Store
+
+__all__ = ["FAULT_KINDS", "ApiError", "Emulator", "FaultPlan", "RequestLog", "Store"]

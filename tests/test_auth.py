@@ -1,0 +1,86 @@
+"""The JWT: one per run, renewed before it expires and once when the API rejects it."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from tap_copernica.auth import AuthenticationRefusedError, CopernicaAuthenticator
+from tests.conftest import config_for
+from tests.emulator import Emulator
+from tests.singer import sync
+
+
+def test_one_jwt_serves_every_stream_of_a_run(emulator: Emulator, config: dict[str, Any]) -> None:
+    result = sync(config)
+    assert result.exit_code == 0
+    assert emulator.tokens_issued == 1
+    assert all(r.authorized for r in emulator.requests if r.path.startswith("/v4/"))
+
+
+def test_short_lived_jwts_are_renewed_before_they_expire() -> None:
+    with Emulator(seed=3, profiles_per_database=120, jwt_lifetime=2) as emu:
+        emu.faults.latency_ms = 40  # about 0.04 s a request: the run outlives two JWTs
+        started = time.monotonic()
+        result = sync(config_for(emu, page_size=5), streams=["profiles", "subprofiles"])
+        assert time.monotonic() - started > 4
+        assert result.exit_code == 0
+        assert Counter(result.ids("profiles")) == Counter(
+            int(p["ID"]) for db in ("Customers", "Newsletter", "Legacy")
+            for p in emu.store.profiles(db)
+        )
+        assert emu.tokens_issued >= 3
+        rejected = [r for r in emu.requests if r.path.startswith("/v4/") and r.status == 401]
+        assert rejected == [], "renewed ahead of expiry, never after a refusal"
+
+
+@pytest.mark.parametrize("expired_status", [401, 400])
+def test_a_rejected_jwt_is_renewed_once_and_the_request_retried(expired_status: int) -> None:
+    with Emulator(seed=3, profiles_per_database=40, expired_status=expired_status) as emu:
+        # Two rejections on different requests (one right after the other would be the
+        # "refused twice in a row" case below).
+        emu.faults.add("expire_jwt", path=r"/profiles$", times=1)
+        emu.faults.add("expire_jwt", path=r"/profiles$", times=1, after=3)
+        result = sync(config_for(emu, page_size=10), streams=["profiles"])
+        assert result.exit_code == 0
+        assert len(emu.faults.injected) == 2
+        assert emu.tokens_issued == 3
+        assert len(result.ids("profiles")) == len(set(result.ids("profiles"))) == sum(
+            len(emu.store.profiles(db)) for db in ("Customers", "Newsletter", "Legacy")
+        )
+
+
+def test_a_jwt_refused_twice_in_a_row_fails_with_a_clear_message() -> None:
+    with Emulator(seed=3, profiles_per_database=10) as emu:
+        emu.faults.add("expire_jwt", path=r"/identity$")
+        result = sync(config_for(emu), streams=["identity"])
+        assert result.exit_code == 1
+        assert emu.tokens_issued == 2, "renewed once, not in a loop"
+
+
+@pytest.mark.parametrize("shape", ["text", "json"])
+def test_both_answer_shapes_of_the_authentication_service(shape: str) -> None:
+    with Emulator(seed=3, profiles_per_database=5, auth_response=shape) as emu:
+        result = sync(config_for(emu), streams=["identity"])
+        assert result.exit_code == 0
+        assert len(result.records["identity"]) == 1
+
+
+def test_a_refused_api_token_raises_a_config_error_naming_the_fix(emulator: Emulator) -> None:
+    auth = CopernicaAuthenticator(api_token="wrong", auth_url=emulator.auth_url)
+    with pytest.raises(AuthenticationRefusedError) as caught:
+        auth.current_jwt()
+    message = str(caught.value)
+    assert "refused the API token" in message
+    assert "api_token" in message and "Access tokens" in message
+    assert "wrong" not in message
+
+
+def test_an_authentication_outage_is_waited_out(emulator: Emulator) -> None:
+    emulator.faults.auth_down_until = time.time() + 1.5
+    auth = CopernicaAuthenticator(api_token=emulator.api_token, auth_url=emulator.auth_url)
+    assert auth.current_jwt().count(".") == 2
+    assert emulator.tokens_issued == 1

@@ -1,0 +1,110 @@
+"""The command line as a scheduler runs it: bad config, clear failures, no secret in any output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import config_for
+from tests.emulator import Emulator
+from tests.singer import run_cli, script
+
+TAP = script("tap-copernica")
+
+
+def data_requests(emu: Emulator) -> list[str]:
+    """API requests other than the preflight's account lookup."""
+    return [r.path for r in emu.requests if r.path.startswith("/v4/") and r.path != "/v4/databases"]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"api_token": None}, "'api_token' is a required property"),
+        ({"page_size": 5000}, "page_size"),
+        ({"page_size": 0}, "page_size"),
+        ({"timezone": "Mars/Olympus"}, "`timezone`: unknown time zone 'Mars/Olympus'"),
+        ({"start_date": "last tuesday"}, "start_date"),
+        ({"database_ids": ["Customers", "Nope"]}, "`database_ids`: no database 'Nope'"),
+    ],
+)
+def test_bad_config_fails_before_any_data_request_and_names_the_setting(
+    emulator: Emulator, tmp_path: Path, change: dict[str, Any], expected: str
+) -> None:
+    config = {k: v for k, v in {**config_for(emulator), **change}.items() if v is not None}
+    result = run_cli(TAP, [], config=config, tmp_path=tmp_path)
+    assert result.exit_code != 0
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.records == {}
+    assert data_requests(emulator) == []
+
+
+def test_unknown_database_error_lists_the_databases_that_exist(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    config = config_for(emulator, database_ids=["Nope"])
+    result = run_cli(TAP, [], config=config, tmp_path=tmp_path)
+    assert "Available: Customers (1), Newsletter (2), Legacy (3)" in result.stderr
+
+
+def test_a_refused_token_ends_the_run_with_one_clear_line(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    config = config_for(emulator, api_token="not-the-token")
+    result = run_cli(TAP, [], config=config, tmp_path=tmp_path)
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if "refused the API token" in line]
+    assert len(errors) == 1
+    assert "api_token" in errors[0] and "Access tokens" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert "not-the-token" not in result.stderr + json.dumps(result.messages)
+    assert data_requests(emulator) == []
+
+
+def test_a_permanent_api_error_names_the_path_and_the_api_message(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    config = config_for(emulator, api_url=emulator.api_url.replace("/v4", "/v9"))
+    result = run_cli(TAP, [], config=config, tmp_path=tmp_path)
+    assert result.exit_code == 1
+    assert "Copernica API refused GET /v9/" in result.stderr
+    assert "Invalid method" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_exhausted_retries_fail_clearly_and_leave_a_resumable_state(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    emulator.faults.add("html503", path=r"/database/2/profiles$")
+    config = config_for(emulator, max_retries=2)
+    result = run_cli(TAP, [], config=config, tmp_path=tmp_path)
+    assert result.exit_code == 1
+    assert "Gave up on GET /v4/database/2/profiles after 3 attempts" in result.stderr
+    assert "HTTP 503" in result.stderr
+    retries = [line for line in result.stderr.splitlines() if "Retrying GET" in line]
+    assert len(retries) == 2 and all("WARNING" in line for line in retries)
+    assert "Traceback" not in result.stderr
+    # Database 1 finished before the failure: its bookmark is in the last state.
+    partitions = result.final_state["bookmarks"]["profiles"]["partitions"]
+    done = [p for p in partitions if p["context"] == {"database_id": 1}]
+    assert done and done[0].get("replication_key_value")
+
+
+def test_no_token_or_jwt_reaches_any_output_even_at_debug_level(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    emulator.faults.add("expire_jwt", path=r"/profiles$", times=1)  # a renewal too
+    emulator.faults.add("html503", path=r"/subprofiles$", times=1)
+    config = config_for(emulator)
+    result = run_cli(TAP, [], config=config, tmp_path=tmp_path, env={"LOGLEVEL": "DEBUG"})
+    assert result.exit_code == 0
+    assert "DEBUG" in result.stderr, "the run really logged at DEBUG"
+    assert emulator.tokens_issued == 2
+    everything = result.stderr + json.dumps(result.messages)
+    assert emulator.api_token not in everything
+    # Every JWT starts with a base64 JSON header: '{"' encodes to 'eyJ'.
+    assert "eyJ" not in everything

@@ -1,0 +1,93 @@
+"""Pure helpers: JWT parsing, local-time conversions, Retry-After, the ID list paginator."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+
+import pytest
+import requests
+
+from tap_copernica.auth import extract_jwt, jwt_expiry
+from tap_copernica.client import retry_after_seconds
+from tap_copernica.paging import IdListPaginator
+from tap_copernica.timeutil import api_to_iso, filter_floor, parse_instant, zone
+
+AMS = zone("Europe/Amsterdam")
+
+
+def make_jwt(claims: dict) -> str:
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    return f"{b64(b'{}')}.{b64(json.dumps(claims).encode())}.{b64(b'sig')}"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ("{token}", "text/plain"),
+        ('"{token}"', "application/json"),
+        ('{{"access_token": "{token}"}}', "application/json"),
+        ('{{"data": {{"x": 1}}, "jwt": "{token}"}}', "application/json"),
+        ("  {token}\n", ""),
+    ],
+)
+def test_jwt_is_found_in_every_answer_shape(body: str, content_type: str) -> None:
+    token = make_jwt({"exp": 2_000_000_000})
+    assert extract_jwt(body.format(token=token).encode(), content_type) == token
+
+
+def test_no_jwt_in_an_error_page() -> None:
+    assert extract_jwt(b"<html>Loadbalancer Error</html>", "text/html") is None
+
+
+def test_expiry_is_read_from_the_payload() -> None:
+    assert jwt_expiry(make_jwt({"exp": 1_900_000_000})) == 1_900_000_000
+    assert jwt_expiry(make_jwt({"iat": 5})) is None
+    assert jwt_expiry("not-a-jwt") is None
+
+
+def test_api_timestamps_become_iso_with_the_account_offset() -> None:
+    assert api_to_iso("2024-01-15 10:00:00", AMS) == "2024-01-15T10:00:00+01:00"
+    assert api_to_iso("2024-07-15 10:00:00", AMS) == "2024-07-15T10:00:00+02:00"
+    assert api_to_iso("0000-00-00 00:00:00", AMS) is None
+    assert api_to_iso("", AMS) is None
+
+
+def test_filter_floor_moves_back_over_the_repeated_autumn_hour() -> None:
+    # 2024-10-27 03:00 CEST -> 02:00 CET: local strings 02:00-02:59 occur twice.
+    after_fallback = dt.datetime(2024, 10, 27, 1, 30, tzinfo=dt.timezone.utc)  # 02:30 CET
+    floor, moved = filter_floor(after_fallback, AMS)
+    assert moved
+    assert floor < "2024-10-27 02:00:00"
+    ordinary = parse_instant("2024-03-01T12:00:00+01:00", AMS)
+    assert filter_floor(ordinary, AMS) == ("2024-03-01 12:00:00", False)
+
+
+def _response(headers: dict[str, str]) -> requests.Response:
+    response = requests.Response()
+    response.headers.update(headers)
+    return response
+
+
+def test_retry_after_in_seconds_and_as_a_date() -> None:
+    assert retry_after_seconds(_response({"Retry-After": "3"})) == 3
+    dated = _response(
+        {"Retry-After": "Mon, 23 Nov 2026 10:00:05 GMT", "Date": "Mon, 23 Nov 2026 10:00:00 GMT"}
+    )
+    assert retry_after_seconds(dated) == 5
+    assert retry_after_seconds(_response({})) is None
+
+
+def test_id_list_steps_back_when_a_delete_shifts_the_offsets() -> None:
+    paginator = IdListPaginator(page_size=3)
+    assert paginator.accept([1, 2, 3]) == [1, 2, 3]
+    paginator.advance(None)  # type: ignore[arg-type]
+    assert paginator.current_value == {"start": 2}
+    # IDs 1 and 2 were deleted: offset 2 now starts at 5, past the last ID seen (3).
+    assert paginator.accept([5, 6, 7]) == []
+    paginator.advance(None)  # type: ignore[arg-type]
+    assert paginator.current_value == {"start": 0}
+    assert paginator.accept([3, 4, 5]) == [4, 5]
