@@ -34,7 +34,9 @@ class SyncResult:
         records: dict[str, list[dict[str, Any]]] = defaultdict(list)
         states = []
         for message in messages:
-            if message["type"] == "RECORD":
+            if "type" not in message:  # a target writes the state itself, unwrapped
+                states.append(message)
+            elif message["type"] == "RECORD":
                 records[message["stream"]].append(message["record"])
             elif message["type"] == "STATE":
                 states.append(message["value"])

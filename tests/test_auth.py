@@ -29,7 +29,8 @@ def test_short_lived_jwts_are_renewed_before_they_expire() -> None:
         assert time.monotonic() - started > 4
         assert result.exit_code == 0
         assert Counter(result.ids("profiles")) == Counter(
-            int(p["ID"]) for db in ("Customers", "Newsletter", "Legacy")
+            int(p["ID"])
+            for db in ("Customers", "Newsletter", "Legacy")
             for p in emu.store.profiles(db)
         )
         assert emu.tokens_issued >= 3
@@ -48,8 +49,10 @@ def test_a_rejected_jwt_is_renewed_once_and_the_request_retried(expired_status: 
         assert result.exit_code == 0
         assert len(emu.faults.injected) == 2
         assert emu.tokens_issued == 3
-        assert len(result.ids("profiles")) == len(set(result.ids("profiles"))) == sum(
-            len(emu.store.profiles(db)) for db in ("Customers", "Newsletter", "Legacy")
+        assert (
+            len(result.ids("profiles"))
+            == len(set(result.ids("profiles")))
+            == sum(len(emu.store.profiles(db)) for db in ("Customers", "Newsletter", "Legacy"))
         )
 
 
@@ -75,7 +78,8 @@ def test_a_refused_api_token_raises_a_config_error_naming_the_fix(emulator: Emul
         auth.current_jwt()
     message = str(caught.value)
     assert "refused the API token" in message
-    assert "api_token" in message and "Access tokens" in message
+    assert "api_token" in message
+    assert "Access tokens" in message
     assert "wrong" not in message
 
 

@@ -59,7 +59,8 @@ def test_a_refused_token_ends_the_run_with_one_clear_line(
     assert result.exit_code == 1
     errors = [line for line in result.stderr.splitlines() if "refused the API token" in line]
     assert len(errors) == 1
-    assert "api_token" in errors[0] and "Access tokens" in errors[0]
+    assert "api_token" in errors[0]
+    assert "Access tokens" in errors[0]
     assert "Traceback" not in result.stderr
     assert "not-the-token" not in result.stderr + json.dumps(result.messages)
     assert data_requests(emulator) == []
@@ -86,12 +87,14 @@ def test_exhausted_retries_fail_clearly_and_leave_a_resumable_state(
     assert "Gave up on GET /v4/database/2/profiles after 3 attempts" in result.stderr
     assert "HTTP 503" in result.stderr
     retries = [line for line in result.stderr.splitlines() if "Retrying GET" in line]
-    assert len(retries) == 2 and all("WARNING" in line for line in retries)
+    assert len(retries) == 2
+    assert all("WARNING" in line for line in retries)
     assert "Traceback" not in result.stderr
     # Database 1 finished before the failure: its bookmark is in the last state.
     partitions = result.final_state["bookmarks"]["profiles"]["partitions"]
     done = [p for p in partitions if p["context"] == {"database_id": 1}]
-    assert done and done[0].get("replication_key_value")
+    assert done
+    assert done[0].get("replication_key_value")
 
 
 def test_no_token_or_jwt_reaches_any_output_even_at_debug_level(

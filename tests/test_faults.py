@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 import pytest
 
@@ -37,7 +36,7 @@ def clean_run() -> dict[str, Counter[str]]:
         ["truncate"],
         ["html503", "gateway504", "ratelimit429", "reset", "truncate", "expire_jwt"],
     ],
-    ids=lambda kinds: "+".join(kinds),
+    ids="+".join,
 )
 def test_ten_percent_faults_change_nothing_in_the_output(
     clean_run: dict[str, Counter[str]], kinds: list[str]

@@ -60,7 +60,9 @@ def test_profiles_unchanged_during_the_run_arrive_exactly_once(
         assert emitted[profile_id] >= 1, "a profile inserted mid-run is read in that run"
     # A change made behind the read position arrives in this run (keyset) or the next.
     follow_up = sync(cfg, streams=["profiles"], state=result.final_state)
-    last_seen = {r["ID"]: r for r in result.records["profiles"] + follow_up.records.get("profiles", [])}
+    last_seen = {
+        r["ID"]: r for r in result.records["profiles"] + follow_up.records.get("profiles", [])
+    }
     for profile_id in plan["modified"]:
         assert last_seen[profile_id]["fields"]["city"] == f"Changed{profile_id}"
     for profile_id in plan["deleted"][-2:]:

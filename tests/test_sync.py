@@ -73,7 +73,8 @@ def test_profile_records_are_typed_and_carry_their_parents(
         assert record["interests"] == api["interests"]
         assert record["database_id"] == int(api["database"])
         assert record["modified"].startswith(api["modified"][:10])
-        assert record["modified"][10] == "T" and record["modified"][-6] in "+-"
+        assert record["modified"][10] == "T"
+        assert record["modified"][-6] in "+-"
         assert record["removed"] is None
     orders = emulator.store.collection_id(customers, "Orders")
     for record in result.records["subprofiles"]:
@@ -101,7 +102,9 @@ def test_structure_streams_link_fields_to_databases_and_collections(
     names = {c["name"]: c for c in result.records["collections"]}
     assert names["Orders"]["database_id"] == customers
     orders = names["Orders"]["ID"]
-    assert {f["name"] for f in result.records["collection_fields"] if f["collection_id"] == orders} == {
+    assert {
+        f["name"] for f in result.records["collection_fields"] if f["collection_id"] == orders
+    } == {
         "order_id",
         "amount",
         "ordered_at",
