@@ -22,7 +22,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--auth-response", choices=("text", "json"), default="text")
     parser.add_argument("--expired-status", type=int, choices=(400, 401), default=401)
     parser.add_argument("--no-shuffle-ties", action="store_true")
+    parser.add_argument(
+        "--touch",
+        type=int,
+        default=0,
+        help="at start, change this many Customers profiles (a rerun then has changes to read)",
+    )
     return parser.parse_args(argv)
+
+
+def touch_profiles(emulator: Emulator, count: int) -> None:
+    """Change `count` profiles now, as a marketer would between two scheduled runs."""
+    for profile in emulator.store.profiles("Customers")[:count]:
+        emulator.store.update_profile(int(profile["ID"]), {"city": f"Touched {profile['ID']}"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     emulator.start()
+    touch_profiles(emulator, args.touch)
     print(f"api_url   {emulator.api_url}")
     print(f"auth_url  {emulator.auth_url}")
     print(f"api_token {emulator.api_token}")

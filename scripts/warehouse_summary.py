@@ -1,0 +1,50 @@
+"""Print the warehouse's tables, their row counts and what the last run wrote.
+
+Run with the target-duckdb plugin's Python (it has duckdb): `scripts/demo.sh` does so.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import duckdb
+
+
+def main(path: str, run_started_utc: str) -> None:
+    con = duckdb.connect(path, read_only=True)
+    tables = [
+        row[0]
+        for row in con.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'copernica' ORDER BY table_name"
+        ).fetchall()
+    ]
+    print(f"\nWarehouse {path} (schema copernica)\n")
+    print(f"{'table':<22}{'rows':>10}{'written this run':>20}")
+    total_written = 0
+    for table in tables:
+        rows = con.execute(f"SELECT count(*) FROM copernica.{table}").fetchone()[0]
+        written = con.execute(
+            f"SELECT count(*) FROM copernica.{table} WHERE _sdc_batched_at >= ?::TIMESTAMP",
+            [run_started_utc],
+        ).fetchone()[0]
+        total_written += written
+        print(f"{table:<22}{rows:>10}{written:>20}")
+    profiles = con.execute(
+        "SELECT count(*) FROM copernica.profiles WHERE _sdc_batched_at >= ?::TIMESTAMP",
+        [run_started_utc],
+    ).fetchone()[0]
+    total = con.execute("SELECT count(*) FROM copernica.profiles").fetchone()[0]
+    if profiles < total:
+        print(f"\nIncremental run: {profiles} of {total} profiles were new or changed.")
+    else:
+        print(f"\nFull load: {total} profiles. Run the command again for an incremental run.")
+    print(
+        "\nQuery it, e.g.:\n"
+        f"  {sys.executable} -c \"import duckdb; "
+        f"print(duckdb.connect('{path}').sql('select * from copernica.profiles limit 5'))\""
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
