@@ -16,8 +16,9 @@ if [ ! -x .tools/meltano/bin/meltano ]; then
 fi
 MELTANO=.tools/meltano/bin/meltano
 
+mkdir -p output
 echo "==> Installing the plugins (tap-copernica, target-duckdb, ...)"
-"$MELTANO" install >/dev/null
+"$MELTANO" install >output/install.log 2>&1 || { tail -n 30 output/install.log; exit 1; }
 
 if [ -z "${TAP_COPERNICA_API_TOKEN:-}" ]; then
   echo "==> No TAP_COPERNICA_API_TOKEN set: starting the bundled Copernica emulator with demo data"

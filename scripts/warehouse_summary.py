@@ -41,7 +41,7 @@ def main(path: str, run_started_utc: str) -> None:
         print(f"\nFull load: {total} profiles. Run the command again for an incremental run.")
     print(
         "\nQuery it, e.g.:\n"
-        f"  {sys.executable} -c \"import duckdb; "
+        f'  {sys.executable} -c "import duckdb; '
         f"print(duckdb.connect('{path}').sql('select * from copernica.profiles limit 5'))\""
     )
 
