@@ -18,12 +18,14 @@ from typing import Any
 
 import backoff
 import requests
+from singer_sdk import typing as th
 from singer_sdk.authenticators import APIAuthenticatorBase
 from singer_sdk.exceptions import ConfigValidationError
 
-from tap_copernica.errors import api_error_message
+from tap_copernica.errors import api_error_message, describe_error
 
 DEFAULT_AUTH_URL = "https://authenticate.copernica.com"
+DEFAULT_API_URL = "https://api.copernica.com/v4"
 TOKEN_HELP_URL = "https://ms.copernica.com/#/admin/account/access-tokens"  # noqa: S105
 # The docs give JWTs a 24 h lifetime; used when the token carries no readable `exp`.
 DEFAULT_LIFETIME_SECONDS = 24 * 3600
@@ -31,6 +33,32 @@ DEFAULT_LIFETIME_SECONDS = 24 * 3600
 MAX_RENEW_MARGIN_SECONDS = 300.0
 
 logger = logging.getLogger("copernica.auth")
+
+
+#: The settings both plugins need to reach the API (the tap and the target share them).
+CONNECTION_SETTINGS = th.PropertiesList(
+    th.Property(
+        "api_token",
+        th.StringType,
+        required=True,
+        secret=True,
+        description="Copernica REST API token (Admin > Account > Access tokens). It is only "
+        "sent to the authentication service, which trades it for a JWT.",
+    ),
+    th.Property(
+        "api_url",
+        th.StringType,
+        default=DEFAULT_API_URL,
+        description="REST API v4 base URL. Accounts with large datasets may use "
+        "https://rest.copernica.com/v4.",
+    ),
+    th.Property(
+        "auth_url",
+        th.StringType,
+        default=DEFAULT_AUTH_URL,
+        description="Authentication service that trades the API token for a JWT.",
+    ),
+)
 
 
 class AuthenticationRefusedError(ConfigValidationError):
@@ -191,7 +219,7 @@ class CopernicaAuthenticator(APIAuthenticatorBase):
             msg = (
                 f"The Copernica authentication service at {self._auth_url} did not answer "
                 f"usefully for {self._max_wait_seconds:.0f} s ({type(exc).__name__}: "
-                f"{_describe(exc)}). Check `auth_url` and the network, then rerun: the run "
+                f"{describe_error(exc)}). Check `auth_url` and the network, then rerun: the run "
                 f"resumes from its last bookmark."
             )
             raise AuthenticationUnavailableError(msg) from None
@@ -225,18 +253,22 @@ class CopernicaAuthenticator(APIAuthenticatorBase):
         exc = details.get("exception")
         logger.warning(
             "Authentication service unavailable (%s); retry %d in %.1f s.",
-            _describe(exc),
+            describe_error(exc),
             details.get("tries", 0),
             details.get("wait", 0.0),
         )
 
 
-def _describe(exc: BaseException | None) -> str:
-    if exc is None:
-        return "unknown error"
-    if isinstance(exc, requests.RequestException):
-        return type(exc).__name__  # the text of some requests errors echoes the URL and body
-    return str(exc) or type(exc).__name__
+def authenticator_from_config(
+    config: Any, *, user_agent: str, timeout: float = 60.0
+) -> CopernicaAuthenticator:
+    """The authenticator a plugin builds once from its `CONNECTION_SETTINGS`."""
+    return CopernicaAuthenticator(
+        api_token=str(config.get("api_token", "")),
+        auth_url=str(config.get("auth_url") or DEFAULT_AUTH_URL),
+        timeout=timeout,
+        user_agent=user_agent,
+    )
 
 
 def _utc(ts: float) -> str:

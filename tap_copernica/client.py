@@ -24,6 +24,7 @@ from tap_copernica.errors import (
     RetriesExhaustedError,
     TransientAPIError,
     api_error_message,
+    describe_error,
     request_path,
 )
 
@@ -188,7 +189,7 @@ class CopernicaStream(RESTStream[Any]):
             details.get("tries", 0) + 1,
             self.backoff_max_tries(),
             details.get("wait", 0.0),
-            _describe(exc),
+            describe_error(exc),
         )
 
     def request_decorator(self, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -202,7 +203,7 @@ class CopernicaStream(RESTStream[Any]):
                 path = urlsplit(prepared.url or "").path
                 msg = (
                     f"Gave up on {prepared.method} {path} after {self.backoff_max_tries()} "
-                    f"attempts; last failure: {_describe(exc)}. Copernica may be overloaded "
+                    f"attempts; last failure: {describe_error(exc)}. Copernica may be overloaded "
                     f"or unreachable: rerun later (the run resumes from its last bookmark), "
                     f"or raise `max_retries`."
                 )
@@ -217,12 +218,3 @@ class CopernicaStream(RESTStream[Any]):
         if isinstance(prepared, requests.PreparedRequest):
             return f"{prepared.method} {urlsplit(prepared.url or '').path}"
         return "request"
-
-
-def _describe(exc: BaseException | None) -> str:
-    if isinstance(exc, TransientAPIError):
-        return exc.reason
-    if exc is None:
-        return "an unknown error"
-    # The text of requests' connection errors can repeat the URL; the class name is enough.
-    return type(exc).__name__

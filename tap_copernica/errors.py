@@ -28,6 +28,18 @@ def api_error_message(response: requests.Response) -> str:
     return ""
 
 
+def describe_error(exc: BaseException | None) -> str:
+    """A short, secret-free description of a failure for logs and messages."""
+    if isinstance(exc, TransientAPIError):
+        return exc.reason
+    if exc is None:
+        return "an unknown error"
+    if isinstance(exc, requests.RequestException):
+        # The text of requests' errors can repeat the URL and more; the class name is enough.
+        return type(exc).__name__
+    return str(exc) or type(exc).__name__
+
+
 def request_path(response: requests.Response) -> str:
     """Method and path of the request behind a response (query left out: it can hold PII)."""
     request = response.request

@@ -311,10 +311,10 @@ STREAM_SPECS: tuple[StreamSpec, ...] = (
 )
 
 
-def build_stream_classes() -> list[type[ObjectStream]]:
+def build_stream_classes(specs: Iterable[StreamSpec]) -> list[type[ObjectStream]]:
     """One class per spec, parents before children (the SDK links them by class)."""
     classes: dict[str, type[ObjectStream]] = {}
-    for spec in STREAM_SPECS:
+    for spec in specs:
         attrs: dict[str, Any] = {
             "name": spec.name,
             "path": spec.path,

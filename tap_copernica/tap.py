@@ -14,39 +14,19 @@ from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
 from singer_sdk.singerlib import StateMessage
 
 from tap_copernica.auth import (
-    DEFAULT_AUTH_URL,
+    CONNECTION_SETTINGS,
     AuthenticationUnavailableError,
     CopernicaAuthenticator,
+    authenticator_from_config,
 )
 from tap_copernica.client import CopernicaStream
-from tap_copernica.streams import ObjectStream, build_stream_classes, to_int
+from tap_copernica.streams import STREAM_SPECS, ObjectStream, build_stream_classes, to_int
 from tap_copernica.timeutil import parse_instant, zone
 
-DEFAULT_API_URL = "https://api.copernica.com/v4"
 MAX_PAGE_SIZE = 1000
 
 SETTINGS = th.PropertiesList(
-    th.Property(
-        "api_token",
-        th.StringType,
-        required=True,
-        secret=True,
-        description="Copernica REST API token (Admin > Account > Access tokens). It is only "
-        "sent to the authentication service, which trades it for a JWT.",
-    ),
-    th.Property(
-        "api_url",
-        th.StringType,
-        default=DEFAULT_API_URL,
-        description="REST API v4 base URL. Accounts with large datasets may use "
-        "https://rest.copernica.com/v4.",
-    ),
-    th.Property(
-        "auth_url",
-        th.StringType,
-        default=DEFAULT_AUTH_URL,
-        description="Authentication service that trades the API token for a JWT.",
-    ),
+    *CONNECTION_SETTINGS,
     th.Property(
         "start_date",
         th.DateTimeType,
@@ -101,17 +81,16 @@ class TapCopernica(Tap):
 
     def discover_streams(self) -> list[ObjectStream]:
         """Every stream of the spec table."""
-        return [cls(tap=self) for cls in build_stream_classes()]
+        return [cls(tap=self) for cls in build_stream_classes(STREAM_SPECS)]
 
     # -- shared by every stream -----------------------------------------------------------
     @cached_property
     def authenticator(self) -> CopernicaAuthenticator:
         """One JWT for the whole run, shared by all streams."""
-        return CopernicaAuthenticator(
-            api_token=str(self.config.get("api_token", "")),
-            auth_url=str(self.config.get("auth_url") or DEFAULT_AUTH_URL),
-            timeout=float(self.config.get("request_timeout", 120)),
+        return authenticator_from_config(
+            self.config,
             user_agent=f"{self.name}/{self.plugin_version}",
+            timeout=float(self.config.get("request_timeout", 120)),
         )
 
     @cached_property

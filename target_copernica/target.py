@@ -10,29 +10,15 @@ from functools import cached_property
 from singer_sdk import Target
 from singer_sdk import typing as th
 
-from tap_copernica.auth import DEFAULT_AUTH_URL, CopernicaAuthenticator
+from tap_copernica.auth import (
+    CONNECTION_SETTINGS,
+    CopernicaAuthenticator,
+    authenticator_from_config,
+)
 from target_copernica.sinks import ProfileSink
 
 SETTINGS = th.PropertiesList(
-    th.Property(
-        "api_token",
-        th.StringType,
-        required=True,
-        secret=True,
-        description="Copernica REST API token; traded for a JWT at the authentication service.",
-    ),
-    th.Property(
-        "api_url",
-        th.StringType,
-        default="https://api.copernica.com/v4",
-        description="REST API v4 base URL.",
-    ),
-    th.Property(
-        "auth_url",
-        th.StringType,
-        default=DEFAULT_AUTH_URL,
-        description="Authentication service that trades the API token for a JWT.",
-    ),
+    *CONNECTION_SETTINGS,
     th.Property(
         "database",
         th.StringType,
@@ -51,10 +37,8 @@ class TargetCopernica(Target):
     @cached_property
     def authenticator(self) -> CopernicaAuthenticator:
         """One JWT for the whole run, shared by every sink."""
-        return CopernicaAuthenticator(
-            api_token=str(self.config.get("api_token", "")),
-            auth_url=str(self.config.get("auth_url") or DEFAULT_AUTH_URL),
-            user_agent=f"{self.name}/{self.plugin_version}",
+        return authenticator_from_config(
+            self.config, user_agent=f"{self.name}/{self.plugin_version}"
         )
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import bisect
 import random
 import threading
-from collections.abc import Iterable, Mapping
-from typing import Literal, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from . import fieldtypes
@@ -332,24 +332,15 @@ class Store:
         with self.lock:
             row = self.profile(profile_id)
             owner = self.databases[row.database_id]
-            if secret is not None:
-                row.secret = secret
-            if row.removed is not None:
-                # A removed profile keeps empty fields, yet a field write bumps modified.
-                if fields:
-                    row.modified = self.now()
-                return bool(fields)
-            if interests is not None:
-                replace = not isinstance(interests, Mapping)
-                row.interests = self._interest_names(
-                    owner, row.interests, interests, replace=replace
-                )
-            merged = self._merge(owner.fields, row.fields, fields)
-            if merged == row.fields:
-                return False
-            row.fields = merged
-            row.modified = self.now()
-            return True
+
+            def set_interests() -> None:
+                if interests is not None:
+                    replace = not isinstance(interests, Mapping)
+                    row.interests = self._interest_names(
+                        owner, row.interests, interests, replace=replace
+                    )
+
+            return self._write(row, owner.fields, fields, secret, set_interests)
 
     def delete_profile(self, profile_id: int) -> None:
         """Mark removed, empty the fields, remove its subprofiles; ``modified`` is kept."""
@@ -387,18 +378,32 @@ class Store:
         """Update one subprofile; returns True when ``modified`` was bumped."""
         with self.lock:
             row = self.subprofile(subprofile_id)
-            if secret is not None:
-                row.secret = secret
-            if row.removed is not None:
-                if fields:
-                    row.modified = self.now()
-                return bool(fields)
-            merged = self._merge(self.collections[row.collection_id].fields, row.fields, fields)
-            if merged == row.fields:
-                return False
-            row.fields = merged
-            row.modified = self.now()
-            return True
+            return self._write(row, self.collections[row.collection_id].fields, fields, secret)
+
+    def _write(
+        self,
+        row: Profile | Subprofile,
+        definitions: Any,
+        fields: Mapping[str, object],
+        secret: str | None,
+        before_fields: Callable[[], None] | None = None,
+    ) -> bool:
+        """The write rules profiles and subprofiles share (quirks 14 and 15)."""
+        if secret is not None:
+            row.secret = secret  # never bumps `modified`
+        if row.removed is not None:
+            # A removed row keeps empty fields, yet a field write bumps modified.
+            if fields:
+                row.modified = self.now()
+            return bool(fields)
+        if before_fields is not None:
+            before_fields()
+        merged = self._merge(definitions, row.fields, fields)
+        if merged == row.fields:
+            return False  # `modified` changes only when a value really changes
+        row.fields = merged
+        row.modified = self.now()
+        return True
 
     def delete_subprofile(self, subprofile_id: int) -> None:
         with self.lock:
