@@ -20,7 +20,9 @@ from tap_copernica.auth import (
     authenticator_from_config,
 )
 from tap_copernica.client import CopernicaStream
+from tap_copernica.mailings import MAILING_SPECS
 from tap_copernica.streams import STREAM_SPECS, ObjectStream, build_stream_classes, to_int
+from tap_copernica.structure import STRUCTURE_SPECS
 from tap_copernica.timeutil import parse_instant, zone
 
 MAX_PAGE_SIZE = 1000
@@ -81,7 +83,8 @@ class TapCopernica(Tap):
 
     def discover_streams(self) -> list[ObjectStream]:
         """Every stream of the spec table."""
-        return [cls(tap=self) for cls in build_stream_classes(STREAM_SPECS)]
+        specs = STREAM_SPECS + STRUCTURE_SPECS + MAILING_SPECS
+        return [cls(tap=self) for cls in build_stream_classes(specs)]
 
     # -- shared by every stream -----------------------------------------------------------
     @cached_property
