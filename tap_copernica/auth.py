@@ -259,16 +259,27 @@ class CopernicaAuthenticator(APIAuthenticatorBase):
         )
 
 
+_SHARED: dict[tuple[str, str], CopernicaAuthenticator] = {}
+_SHARED_LOCK = threading.Lock()
+
+
 def authenticator_from_config(
     config: Any, *, user_agent: str, timeout: float = 60.0
 ) -> CopernicaAuthenticator:
-    """The authenticator a plugin builds once from its `CONNECTION_SETTINGS`."""
-    return CopernicaAuthenticator(
-        api_token=str(config.get("api_token", "")),
-        auth_url=str(config.get("auth_url") or DEFAULT_AUTH_URL),
-        timeout=timeout,
-        user_agent=user_agent,
-    )
+    """The process's authenticator for these `CONNECTION_SETTINGS`: one JWT per process.
+
+    A plugin may build several tap or target objects in one process (discovery, then the
+    sync); they share one authenticator, so the authentication service is asked once.
+    """
+    api_token = str(config.get("api_token", ""))
+    auth_url = str(config.get("auth_url") or DEFAULT_AUTH_URL)
+    with _SHARED_LOCK:
+        key = (auth_url, api_token)
+        if key not in _SHARED:
+            _SHARED[key] = CopernicaAuthenticator(
+                api_token=api_token, auth_url=auth_url, timeout=timeout, user_agent=user_agent
+            )
+        return _SHARED[key]
 
 
 def _utc(ts: float) -> str:

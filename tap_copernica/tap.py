@@ -24,6 +24,7 @@ from tap_copernica.mailings import MAILING_SPECS
 from tap_copernica.streams import STREAM_SPECS, ObjectStream, build_stream_classes, to_int
 from tap_copernica.structure import STRUCTURE_SPECS
 from tap_copernica.timeutil import parse_instant, zone
+from tap_copernica.typed import TypedProfileStream, TypedTable, unique_names
 
 MAX_PAGE_SIZE = 1000
 
@@ -80,11 +81,53 @@ class TapCopernica(Tap):
 
     name = "tap-copernica"
     config_jsonschema = SETTINGS
+    # Discovery reads the account's field definitions, so it needs a valid config.
+    dynamic_catalog = True
 
     def discover_streams(self) -> list[ObjectStream]:
-        """Every stream of the spec table."""
+        """Every stream of the spec tables, then a typed table per database and collection.
+
+        The typed tables come from the account's field definitions, so discovery talks to
+        the API; it checks the settings it can first (`preflight`).
+        """
         specs = STREAM_SPECS + STRUCTURE_SPECS + MAILING_SPECS
-        return [cls(tap=self) for cls in build_stream_classes(specs)]
+        self._generic = {s.name: s for s in (cls(tap=self) for cls in build_stream_classes(specs))}
+        self.preflight()
+        typed = [TypedProfileStream(self, table) for table in self.typed_tables()]
+        return [*self._generic.values(), *typed]
+
+    def typed_tables(self) -> list[TypedTable]:
+        """One table per database read, and one per collection of those databases."""
+        databases = [db for db in self._databases if int(db["ID"]) in self.database_ids()]
+        db_names = unique_names([(int(db["ID"]), str(db.get("name", ""))) for db in databases])
+        tables = [
+            TypedTable(
+                name=f"profiles_{db_names[db_id]}",
+                kind="database",
+                context={"database_id": db_id},
+                fields=self._field_types("database", db_id),
+            )
+            for db_id in db_names
+        ]
+        for db_id in db_names:
+            collections = self._collections_of(db_id)
+            names = unique_names([(int(c["ID"]), str(c.get("name", ""))) for c in collections])
+            tables += [
+                TypedTable(
+                    name=f"subprofiles_{db_names[db_id]}_{names[col_id]}",
+                    kind="collection",
+                    context={"database_id": db_id, "collection_id": col_id},
+                    fields=self._field_types("collection", col_id),
+                )
+                for col_id in names
+            ]
+        return tables
+
+    def _field_types(self, kind: str, owner_id: int) -> tuple[tuple[str, str], ...]:
+        return tuple(
+            (str(f["name"]), str(f.get("type", "text")))
+            for f in self.field_definitions(kind, owner_id)
+        )
 
     # -- shared by every stream -----------------------------------------------------------
     @cached_property
@@ -107,7 +150,10 @@ class TapCopernica(Tap):
         return int(self.config.get("page_size", MAX_PAGE_SIZE))
 
     def _stream(self, name: str) -> CopernicaStream:
-        return cast("CopernicaStream", self.streams[name])
+        """A generic stream, used as the shared reader (also while discovery runs)."""
+        if not hasattr(self, "_generic"):
+            _ = self.streams
+        return cast("CopernicaStream", self._generic[name])
 
     @cached_property
     def _databases(self) -> list[dict[str, Any]]:
@@ -149,13 +195,22 @@ class TapCopernica(Tap):
         ids = [int(db["ID"]) for db in self._databases]
         return [i for i in ids if wanted is None or i in wanted]
 
+    def _collections_of(self, database_id: int) -> list[dict[str, Any]]:
+        if database_id not in self._collection_cache:
+            rows = self._stream("collections").request_records({"database_id": database_id})
+            self._collection_cache[database_id] = list(rows)
+        return self._collection_cache[database_id]
+
+    @cached_property
+    def _collection_cache(self) -> dict[int, list[dict[str, Any]]]:
+        return {}
+
     @cached_property
     def _collections(self) -> list[dict[str, int]]:
-        stream = self._stream("collections")
         return [
             {"database_id": db, "collection_id": int(row["ID"])}
             for db in self.database_ids()
-            for row in stream.request_records({"database_id": db})
+            for row in self._collections_of(db)
         ]
 
     def id_list_partitions(self, stream_name: str) -> list[dict[str, Any]]:
@@ -164,18 +219,22 @@ class TapCopernica(Tap):
             return [{"database_id": db} for db in self.database_ids()]
         return list(self._collections)
 
-    def has_modified_field(self, kind: str, owner_id: int) -> bool:
-        """Whether a database/collection has its own field called `modified` (any case)."""
+    def field_definitions(self, kind: str, owner_id: int) -> list[dict[str, Any]]:
+        """The fields of a database or collection, read once per run."""
         key = (kind, owner_id)
-        if key not in self._modified_field_cache:
+        if key not in self._field_cache:
             rows = self._stream(f"{kind}_fields").request_records({f"{kind}_id": owner_id})
-            names = {str(r.get("name", "")).lower() for r in rows}
-            self._modified_field_cache[key] = "modified" in names
-        return self._modified_field_cache[key]
+            self._field_cache[key] = list(rows)
+        return self._field_cache[key]
 
     @cached_property
-    def _modified_field_cache(self) -> dict[tuple[str, int], bool]:
+    def _field_cache(self) -> dict[tuple[str, int], list[dict[str, Any]]]:
         return {}
+
+    def has_modified_field(self, kind: str, owner_id: int) -> bool:
+        """Whether a database/collection has its own field called `modified` (any case)."""
+        names = {str(f.get("name", "")).lower() for f in self.field_definitions(kind, owner_id)}
+        return "modified" in names
 
     # -- run ------------------------------------------------------------------------------
     def preflight(self) -> None:
@@ -198,6 +257,18 @@ class TapCopernica(Tap):
             raise ConfigValidationError(errors[0], errors=errors)
         self.authenticator.current_jwt()  # a refused token fails here, with its own message
         self.selected_database_ids()  # unknown database names fail here
+
+    def run_discovery(self) -> str:
+        """The SDK's discovery; an error that stops it is one clear line and exit code 1."""
+        try:
+            return super().run_discovery()
+        except ConfigValidationError as exc:
+            for error in exc.errors or [str(exc)]:
+                self.logger.error("%s", error)  # noqa: TRY400 (the message is the whole story)
+            sys.exit(1)
+        except (FatalAPIError, AuthenticationUnavailableError) as exc:
+            self.logger.error("Discovery failed: %s", exc)  # noqa: TRY400
+            sys.exit(1)
 
     def run(self) -> None:
         """Preflight, then the SDK's sync; a fatal error ends the run with one clear line."""
@@ -227,13 +298,18 @@ class TapCopernica(Tap):
         """
         super(Tap, cls).invoke(about=about, about_format=about_format)
         cls.print_version(print_fn=cls.logger.info)
-        tap = cls(
-            config=config.config if config else None,
-            state=None if state is None else json.loads(state.read()),
-            catalog=None if catalog is None else json.loads(catalog.read()),
-            parse_env_config=bool(config and config.parse_env),
-            validate_config=True,
-        )
+        try:
+            tap = cls(
+                config=config.config if config else None,
+                state=None if state is None else json.loads(state.read()),
+                catalog=None if catalog is None else json.loads(catalog.read()),
+                parse_env_config=bool(config and config.parse_env),
+                validate_config=True,
+            )
+        except (FatalAPIError, AuthenticationUnavailableError) as exc:
+            # Discovery (part of building the tap) could not read the account.
+            cls.logger.error("%s", exc)  # noqa: TRY400 (the message is the whole story)
+            sys.exit(1)
         tap.run()
 
 

@@ -40,18 +40,22 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_wheel_ships_its_schemas_and_discovers_from_anywhere(
     installed: Path, tmp_path: Path
 ) -> None:
-    result = subprocess.run(
-        [str(installed / "tap-copernica"), "--discover", "--config", "ENV"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,  # not the checkout: schemas must come from the installed package
-        env={"TAP_COPERNICA_API_TOKEN": "unused", "PATH": "/usr/bin:/bin"},
-        check=False,
-    )
+    config_file = tmp_path / "config.json"
+    with Emulator(seed=21, profiles_per_database=10) as emu:
+        config_file.write_text(json.dumps(config_for(emu)))
+        result = subprocess.run(
+            [str(installed / "tap-copernica"), "--discover", "--config", str(config_file)],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,  # not the checkout: schemas must come from the installed package
+            check=False,
+        )
     assert result.returncode == 0, result.stderr[-2000:]
     streams = {s["tap_stream_id"]: s for s in json.loads(result.stdout)["streams"]}
     assert set(CORE_STREAMS) <= set(streams)
     assert streams["profiles"]["schema"]["properties"]["modified"]["format"] == "date-time"
+    age = streams["profiles_customers"]["schema"]["properties"]["age"]
+    assert age["type"] == ["integer", "null"]
     assert (installed / "target-copernica").exists()
 
 

@@ -1,0 +1,194 @@
+"""Copernica field types: the JSON Schema of each, and its value conversion in both directions.
+
+The API returns every field value as a string and coerces whatever it is sent (see the
+contract, g.2). Each type has exactly one reader (API string to typed value, for the tap)
+and one writer (typed value to the string the API expects, for the target).
+A value that cannot be read becomes null and is counted, never a crash and never a silent 0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tap_copernica.timeutil import API_FORMAT, ZERO_TIMESTAMPS, api_to_iso, parse_instant
+
+Reader = Callable[[str, ZoneInfo], Any]
+Writer = Callable[[Any, ZoneInfo], str]
+
+
+class UnreadableValueError(ValueError):
+    """A value the API sent that does not fit its field's type."""
+
+
+def _read_text(value: str, tz: ZoneInfo) -> str:
+    return value
+
+
+def _write_text(value: Any, tz: ZoneInfo) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else ""
+    return str(value)
+
+
+def _read_integer(value: str, tz: ZoneInfo) -> int | None:
+    text = value.strip()
+    if text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        number = float(text)  # "12.0" is an integer field's value in some exports
+        if not number.is_integer():
+            raise UnreadableValueError(value) from None
+        return int(number)
+
+
+def _write_integer(value: Any, tz: ZoneInfo) -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    number = float(value)
+    if not number.is_integer():
+        msg = f"{value!r} is not a whole number"
+        raise ValueError(msg)
+    return str(int(number))
+
+
+def _read_float(value: str, tz: ZoneInfo) -> float | None:
+    text = value.strip()
+    return None if text == "" else float(text)
+
+
+def _write_float(value: Any, tz: ZoneInfo) -> str:
+    if value is None or value == "":
+        return ""
+    return repr(float(value))
+
+
+def _read_foreign_key(value: str, tz: ZoneInfo) -> int | None:
+    number = _read_integer(value, tz)
+    return None if number in (None, 0) else number
+
+
+def _read_date(value: str, tz: ZoneInfo) -> str | None:
+    text = value.strip()
+    if text in ZERO_TIMESTAMPS:
+        return None
+    return dt.date.fromisoformat(text[:10]).isoformat()
+
+
+def _write_date(value: Any, tz: ZoneInfo) -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(tz).date().isoformat() if value.tzinfo else value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    text = str(value).strip()
+    if len(text) > 10:  # a date-time: its date in the account's zone
+        return parse_instant(text, tz).astimezone(tz).date().isoformat()
+    return dt.date.fromisoformat(text).isoformat()
+
+
+def _read_datetime(value: str, tz: ZoneInfo) -> str | None:
+    text = value.strip()
+    if text in ZERO_TIMESTAMPS or text.startswith("0000-00-00"):
+        return None
+    converted = api_to_iso(text, tz)
+    if converted is None:
+        raise UnreadableValueError(value)
+    return converted
+
+
+def _write_datetime(value: Any, tz: ZoneInfo) -> str:
+    if value is None or value == "":
+        return ""
+    instant = value if isinstance(value, dt.datetime) else parse_instant(str(value), tz)
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=tz)
+    return instant.astimezone(tz).strftime(API_FORMAT)
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """One Copernica field type."""
+
+    schema: dict[str, Any]
+    read: Reader
+    write: Writer
+
+
+_STRING = FieldType({"type": ["string", "null"]}, _read_text, _write_text)
+_DATE = FieldType({"type": ["string", "null"], "format": "date"}, _read_date, _write_date)
+_DATETIME = FieldType(
+    {"type": ["string", "null"], "format": "date-time"}, _read_datetime, _write_datetime
+)
+
+#: Every type the API documents (restv4 POST database fields), plus product-doc names.
+FIELD_TYPES: dict[str, FieldType] = {
+    "text": _STRING,
+    "email": _STRING,
+    "phone": _STRING,
+    "phone_fax": _STRING,
+    "phone_gsm": _STRING,
+    "select": _STRING,
+    "big": _STRING,
+    "country": _STRING,
+    "integer": FieldType({"type": ["integer", "null"]}, _read_integer, _write_integer),
+    "float": FieldType({"type": ["number", "null"]}, _read_float, _write_float),
+    "date": _DATE,
+    "empty_date": _DATE,
+    "datetime": _DATETIME,
+    "empty_datetime": _DATETIME,
+    "foreign_key": FieldType({"type": ["integer", "null"]}, _read_foreign_key, _write_integer),
+}
+
+
+def field_type(name: str | None) -> FieldType:
+    """The type named by a field definition; unknown (future) types are read as strings."""
+    return FIELD_TYPES.get(str(name or "").lower(), _STRING)
+
+
+class FieldReader:
+    """Reads the field values of one stream, counting what could not be read per field."""
+
+    def __init__(self, types: dict[str, str], tz: ZoneInfo) -> None:
+        self._types = {name: field_type(kind) for name, kind in types.items()}
+        self._tz = tz
+        self.unreadable: Counter[str] = Counter()
+        self.examples: dict[str, str] = {}
+
+    def read(self, name: str, value: Any) -> Any:
+        """The typed value of field `name`; None (and counted) when it does not fit."""
+        kind = self._types.get(name, _STRING)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            value = str(value)
+        try:
+            return kind.read(value, self._tz)
+        except (ValueError, TypeError, OverflowError):
+            self.unreadable[name] += 1
+            self.examples.setdefault(name, value[:40])
+            return None
+
+    def report(self, logger: logging.Logger, stream: str) -> None:
+        """One warning per field whose values could not all be read."""
+        for name, count in sorted(self.unreadable.items()):
+            logger.warning(
+                "Stream '%s': %d value(s) of field '%s' did not fit its type and were loaded "
+                "as null (e.g. %r). Check the field's type in Copernica.",
+                stream,
+                count,
+                name,
+                self.examples.get(name, ""),
+            )

@@ -1,0 +1,130 @@
+"""Typed warehouse tables: `profiles_<database>` and `subprofiles_<database>_<collection>`.
+
+Each has one column per Copernica field, typed from the field's definition (see `fields.py`),
+next to the entity columns (`ID`, `created`, `modified`, ...). They are read by the same
+`ProfileStream` machinery as the generic `profiles` / `subprofiles` streams (same exact
+paging, same bookmarks, kept under their own stream names), and do not need those selected.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from tap_copernica.fields import FieldReader, field_type
+from tap_copernica.streams import STREAM_SPECS, ProfileStream, StreamSpec
+
+if TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context
+
+_TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
+_ENTITY_COLUMNS: dict[str, dict[str, dict[str, Any]]] = {
+    "database": {
+        "ID": {"type": "integer"},
+        "database_id": {"type": ["integer", "null"]},
+        "interests": {"type": ["array", "null"], "items": {"type": "string"}},
+        "secret": {"type": ["string", "null"]},
+        "created": _TIMESTAMP,
+        "modified": _TIMESTAMP,
+        "removed": _TIMESTAMP,
+    },
+    "collection": {
+        "ID": {"type": "integer"},
+        "profile": {"type": ["integer", "null"]},
+        "database_id": {"type": ["integer", "null"]},
+        "collection_id": {"type": ["integer", "null"]},
+        "secret": {"type": ["string", "null"]},
+        "created": _TIMESTAMP,
+        "modified": _TIMESTAMP,
+        "removed": _TIMESTAMP,
+    },
+}
+#: A field whose name is taken by an entity column gets this suffix (e.g. `modified_field`).
+CLASH_SUFFIX = "_field"
+
+
+def safe_name(text: str) -> str:
+    """Lower case, runs of other characters as one `_` (stream names stay SQL friendly)."""
+    name = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return name or "unnamed"
+
+
+def unique_names(items: list[tuple[int, str]]) -> dict[int, str]:
+    """Safe names for (id, name) pairs; names that collide all get their ID appended."""
+    safe = {item_id: safe_name(name) for item_id, name in items}
+    counts = Counter(safe.values())
+    return {i: (n if counts[n] == 1 else f"{n}_{i}") for i, n in safe.items()}
+
+
+def column_names(field_names: Iterable[str], kind: str) -> dict[str, str]:
+    """Field name -> column name; a field named like an entity column gets a suffix."""
+    taken = {c.lower() for c in _ENTITY_COLUMNS[kind]}
+    return {n: (f"{n}{CLASH_SUFFIX}" if n.lower() in taken else n) for n in field_names}
+
+
+@dataclass(frozen=True)
+class TypedTable:
+    """What discovery learned about one database or collection."""
+
+    name: str
+    kind: str  # "database" or "collection"
+    context: dict[str, int]
+    fields: tuple[tuple[str, str], ...]  # (field name, Copernica type)
+
+    def schema(self) -> dict[str, Any]:
+        """Entity columns plus one typed column per field."""
+        columns = column_names((n for n, _ in self.fields), self.kind)
+        properties = dict(_ENTITY_COLUMNS[self.kind])
+        for name, kind in self.fields:
+            properties[columns[name]] = field_type(kind).schema
+        return {"type": "object", "properties": properties, "required": ["ID"]}
+
+
+def _spec(name: str) -> StreamSpec:
+    return next(spec for spec in STREAM_SPECS if spec.name == name)
+
+
+class TypedProfileStream(ProfileStream):
+    """Profiles of one database (or subprofiles of one collection) with typed columns."""
+
+    primary_keys: ClassVar[list[str]] = ["ID"]
+
+    def __init__(self, tap: Any, table: TypedTable) -> None:
+        generic = _spec("profiles" if table.kind == "database" else "subprofiles")
+        self.table = table
+        self.owner_kind = table.kind  # type: ignore[misc]
+        self.shape = generic.shape  # type: ignore[misc]
+        self._typed_schema = table.schema()
+        self._columns = column_names((n for n, _ in table.fields), table.kind)
+        self._reader = FieldReader(dict(table.fields), tap.timezone)
+        super().__init__(tap=tap, name=table.name, schema=self._typed_schema, path=generic.path)
+
+    @property
+    def schema(self) -> dict[str, Any]:  # type: ignore[override]
+        """Built from the field definitions at discovery."""
+        return self._typed_schema
+
+    @property
+    def partitions(self) -> list[dict[str, Any]]:
+        """The one database or collection this table holds."""
+        return [dict(self.table.context)]
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        """The generic reader; afterwards one warning per field with unreadable values."""
+        yield from super().get_records(context)
+        self._reader.report(self.logger, self.name)
+
+    def post_process(
+        self, row: dict[str, Any], context: Context | None = None
+    ) -> dict[str, Any] | None:
+        """Entity values as in the generic stream, then each field in its own column."""
+        record = super().post_process(row, context)
+        if record is None:
+            return None
+        values = record.pop("fields", None) or {}
+        for name, column in self._columns.items():
+            record[column] = self._reader.read(name, values.get(name))
+        return record
