@@ -11,6 +11,7 @@ import requests
 
 from tap_copernica.auth import extract_jwt, jwt_expiry
 from tap_copernica.client import retry_after_seconds
+from tap_copernica.fields import FieldReader, field_type
 from tap_copernica.paging import IdListPaginator
 from tap_copernica.timeutil import api_to_iso, filter_floor, parse_instant, zone
 
@@ -91,3 +92,52 @@ def test_id_list_steps_back_when_a_delete_shifts_the_offsets() -> None:
     paginator.advance(None)  # type: ignore[arg-type]
     assert paginator.current_value == {"start": 0}
     assert paginator.accept([3, 4, 5]) == [4, 5]
+
+
+@pytest.mark.parametrize(
+    ("kind", "api_value", "typed"),
+    [
+        ("integer", "-12", -12),
+        ("integer", "", None),
+        ("float", "1.5", 1.5),
+        ("date", "2024-02-29", "2024-02-29"),
+        ("date", "0000-00-00", None),
+        ("empty_date", "", None),
+        ("datetime", "2024-07-01 08:00:00", "2024-07-01T08:00:00+02:00"),
+        ("datetime", "0000-00-00 00:00:00", None),
+        ("empty_datetime", "", None),
+        ("foreign_key", "0", None),
+        ("foreign_key", "42", 42),
+        ("text", "0000", "0000"),
+        ("some_future_type", "x", "x"),
+    ],
+)
+def test_each_field_type_reads_the_api_string(kind: str, api_value: str, typed: object) -> None:
+    assert field_type(kind).read(api_value, AMS) == typed
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "api_value"),
+    [
+        ("integer", 7, "7"),
+        ("integer", True, "1"),
+        ("float", 2.25, "2.25"),
+        ("date", "2024-02-29", "2024-02-29"),
+        ("date", "2024-02-29T23:30:00Z", "2024-03-01"),
+        ("datetime", "2024-07-01T06:00:00Z", "2024-07-01 08:00:00"),
+        ("datetime", None, ""),
+        ("text", False, ""),
+        ("text", 3, "3"),
+    ],
+)
+def test_each_field_type_writes_what_the_api_expects(
+    kind: str, value: object, api_value: str
+) -> None:
+    assert field_type(kind).write(value, AMS) == api_value
+
+
+def test_an_unreadable_value_is_null_and_counted() -> None:
+    reader = FieldReader({"age": "integer"}, AMS)
+    assert reader.read("age", "abc") is None
+    assert reader.read("age", "3") == 3
+    assert reader.unreadable == {"age": 1}
