@@ -115,6 +115,7 @@ class CopernicaStream(RESTStream[Any]):
     def validate_response(self, response: requests.Response) -> None:
         """Sort a response into success, JWT renewal, transient or permanent failure."""
         status = response.status_code
+        self._tap.progress.request(self.name, ok=status < 300)
         if status == 401 or (
             status == 400 and api_error_message(response).lower() == "invalid access token"
         ):
@@ -180,6 +181,7 @@ class CopernicaStream(RESTStream[Any]):
     def backoff_handler(self, details: Any) -> None:
         """Log each retry at WARNING with the request path and the attempt number."""
         exc = details.get("exception")
+        self._tap.progress.retry(self.name)
         if isinstance(exc, JWTRejectedError):
             self.logger.info("%s; retrying with a new JWT.", exc)
             return

@@ -86,6 +86,8 @@ class ObjectStream(CopernicaStream):
         self, row: dict[str, Any], context: Context | None = None
     ) -> dict[str, Any] | None:
         """Normalise IDs and timestamps (the API's strings) to typed values."""
+        if self.selected:
+            self.tap.progress.record(self.name)
         return self.shape.apply(row, self)
 
     def get_child_context(self, record: dict, context: Context | None) -> dict:

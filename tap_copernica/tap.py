@@ -21,6 +21,7 @@ from tap_copernica.auth import (
 )
 from tap_copernica.client import CopernicaStream
 from tap_copernica.mailings import MAILING_SPECS
+from tap_copernica.progress import RunProgress
 from tap_copernica.streams import STREAM_SPECS, ObjectStream, build_stream_classes, to_int
 from tap_copernica.structure import STRUCTURE_SPECS
 from tap_copernica.timeutil import parse_instant, zone
@@ -59,6 +60,12 @@ SETTINGS = th.PropertiesList(
         default="Europe/Amsterdam",
         description="Time zone of the account: the API writes and filters timestamps as "
         "local times without a zone. Records carry ISO 8601 with offset.",
+    ),
+    th.Property(
+        "progress_interval",
+        th.NumberType(minimum=0),
+        default=30,
+        description="Seconds between progress lines (records, pages, rate) in the log.",
     ),
     th.Property(
         "max_retries",
@@ -138,6 +145,11 @@ class TapCopernica(Tap):
             user_agent=f"{self.name}/{self.plugin_version}",
             timeout=float(self.config.get("request_timeout", 120)),
         )
+
+    @cached_property
+    def progress(self) -> RunProgress:
+        """Counts and progress lines for this run."""
+        return RunProgress(self.logger, float(self.config.get("progress_interval", 30)))
 
     @cached_property
     def timezone(self) -> ZoneInfo:
@@ -279,7 +291,9 @@ class TapCopernica(Tap):
             self.logger.error("%s", exc)  # noqa: TRY400 (the message is the whole story)
             # Send the state as it stands: a rerun resumes after the last emitted record.
             self.write_message(StateMessage(value=self.state))
+            self.progress.log_summary()
             sys.exit(1)
+        self.progress.log_summary()
 
     @classmethod
     def invoke(  # type: ignore[override]

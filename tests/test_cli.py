@@ -111,3 +111,20 @@ def test_no_token_or_jwt_reaches_any_output_even_at_debug_level(
     assert emulator.api_token not in everything
     # Every JWT starts with a base64 JSON header: '{"' encodes to 'eyJ'.
     assert "eyJ" not in everything
+
+
+def test_progress_lines_and_a_summary_a_person_can_read(emulator: Emulator, tmp_path: Path) -> None:
+    emulator.faults.add("html503", path=r"/database/1/profiles$", times=1)
+    config = config_for(emulator, progress_interval=0, page_size=50)
+    result = run_cli(TAP, [], config=config, tmp_path=tmp_path)
+    assert result.exit_code == 0
+    progress = [line for line in result.stderr.splitlines() if "Progress: profiles" in line]
+    assert progress
+    assert "records/s" in progress[-1]
+    emitted = sum(len(records) for records in result.records.values())
+    summary = [line for line in result.stderr.splitlines() if "Run summary:" in line]
+    assert len(summary) == 1
+    assert f"Run summary: {emitted:,} records" in summary[0]
+    assert "1 retries" in summary[0]
+    profiles = len(result.records["profiles"])
+    assert any(f"profiles: {profiles:,} records" in line for line in result.stderr.splitlines())
