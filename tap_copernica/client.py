@@ -157,7 +157,7 @@ class CopernicaStream(RESTStream[Any]):
 
     def backoff_wait_generator(self) -> Generator[float, Any, None]:
         """Exponential waits, Retry-After when the API sends one, none for a JWT renewal."""
-        initial = float(self.config.get("retry_initial_wait", 2.0))
+        initial = int(self.config.get("retry_initial_wait_ms", 2000)) / 1000
         attempt = 0
         exception = yield  # type: ignore[misc]  # primed by backoff with send(None)
         while True:

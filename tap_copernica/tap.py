@@ -63,7 +63,7 @@ SETTINGS = th.PropertiesList(
     ),
     th.Property(
         "progress_interval",
-        th.NumberType(minimum=0),
+        th.IntegerType(minimum=0),
         default=30,
         description="Seconds between progress lines (records, pages, rate) in the log.",
     ),
@@ -75,10 +75,10 @@ SETTINGS = th.PropertiesList(
         "body, with exponential backoff (Retry-After is honoured).",
     ),
     th.Property(
-        "retry_initial_wait",
-        th.NumberType(minimum=0),
-        default=2.0,
-        description="Seconds before the first retry; doubles each time, up to 60 s.",
+        "retry_initial_wait_ms",
+        th.IntegerType(minimum=0),
+        default=2000,
+        description="Milliseconds before the first retry; doubles each time, up to 60 s.",
     ),
 ).to_dict()
 
@@ -149,7 +149,7 @@ class TapCopernica(Tap):
     @cached_property
     def progress(self) -> RunProgress:
         """Counts and progress lines for this run."""
-        return RunProgress(self.logger, float(self.config.get("progress_interval", 30)))
+        return RunProgress(self.logger, int(self.config.get("progress_interval", 30)))
 
     @cached_property
     def timezone(self) -> ZoneInfo:

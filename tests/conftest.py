@@ -16,7 +16,7 @@ def config_for(emu: Emulator, **overrides: Any) -> dict[str, Any]:
         "api_token": emu.api_token,
         "api_url": emu.api_url,
         "auth_url": emu.auth_url,
-        "retry_initial_wait": 0.01,
+        "retry_initial_wait_ms": 10,
         "max_retries": 6,
         **overrides,
     }

@@ -53,7 +53,7 @@ def test_ten_percent_faults_change_nothing_in_the_output(
 def test_retry_after_is_honoured(caplog: pytest.LogCaptureFixture) -> None:
     with Emulator(seed=11, profiles_per_database=10) as emu:
         emu.faults.add("ratelimit429", path=r"/identity$", times=1)
-        result = sync(config_for(emu, retry_initial_wait=0), streams=["identity"])
+        result = sync(config_for(emu, retry_initial_wait_ms=0), streams=["identity"])
         assert result.exit_code == 0
         identity = [r for r in emu.requests if r.path == "/v4/identity"]
         assert [r.status for r in identity] == [429, 200]

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import config_for
+from tests.emulator import Emulator
 from tests.singer import REPO
+from tests.warehouse import fresh_schema, query
 
 pytestmark = pytest.mark.slow
 
@@ -37,11 +40,20 @@ def table_rows(output: str) -> dict[str, tuple[int, int]]:
     return {name: (int(total), int(written)) for name, total, written in rows}
 
 
-def test_demo_pipeline_loads_duckdb_then_runs_incrementally(tmp_path: Path) -> None:
-    project = tracked_copy(tmp_path / "project")
-    # The machine's environment as a user's shell has it (proxies, CA bundles, PATH), but no
-    # token: the demo then runs against the bundled emulator.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAP_COPERNICA_")}
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the repository as a new user clones it (Meltano is installed on first use)."""
+    return tracked_copy(tmp_path_factory.mktemp("clone") / "project")
+
+
+def user_env() -> dict[str, str]:
+    """The machine's environment as a user's shell has it (proxies, CA bundles, PATH), without
+    a Copernica token: the demo then runs against the bundled emulator."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("TAP_COPERNICA_")}
+
+
+def test_demo_pipeline_loads_duckdb_then_runs_incrementally(project: Path) -> None:
+    env = user_env()
 
     def demo() -> str:
         run = subprocess.run(
@@ -68,3 +80,69 @@ def test_demo_pipeline_loads_duckdb_then_runs_incrementally(tmp_path: Path) -> N
     assert tables["profiles"] == (875, 5), "only the 5 profiles changed since were written"
     assert tables["subprofiles"][1] == 0
     assert "Incremental run: 5 of 875 profiles were new or changed." in second
+
+
+@pytest.mark.postgres
+def test_meltano_job_into_postgres_is_typed_incremental_and_marks_deletes(project: Path) -> None:
+    assert (project / ".tools/meltano/bin/meltano").exists(), "the demo test installs Meltano"
+    with Emulator(seed=9, profiles_per_database=80) as emu, fresh_schema() as schema:
+        env = {
+            **user_env(),
+            **{f"TAP_COPERNICA_{k.upper()}": str(v) for k, v in config_for(emu).items()},
+            "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": schema,
+        }
+
+        def job() -> None:
+            run = subprocess.run(
+                [".tools/meltano/bin/meltano", "run", "copernica-to-postgres"],
+                cwd=project,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=600,
+                check=False,
+            )
+            assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+
+        job()
+        live = {
+            int(p["ID"])
+            for db in ("Customers", "Newsletter", "Legacy")
+            for p in emu.store.profiles(db)
+        }
+        assert query(f'SELECT count(*) FROM "{schema}".profiles')[0][0] == len(live)
+        customers = len(emu.store.profiles("Customers"))
+        assert query(f'SELECT count(*) FROM "{schema}".profiles_customers')[0][0] == customers
+        columns = dict(
+            query(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name = 'profiles_customers'",
+                schema,
+            )
+        )
+        assert columns["age"] == "bigint"
+        assert columns["birthdate"] == "date"
+        assert columns["signup_at"].startswith("timestamp")
+
+        between = query("SELECT now()")[0][0]
+        ids = sorted(live)
+        changed, deleted = ids[3:5], ids[7]
+        for profile_id in changed:
+            emu.store.update_profile(profile_id, {"email": f"changed{profile_id}@example.org"})
+        emu.store.delete_profile(deleted)
+        job()
+
+        rewritten = {
+            row[0]
+            for row in query(
+                f'SELECT "ID" FROM "{schema}".profiles WHERE _sdc_batched_at > %s', between
+            )
+        }
+        assert rewritten == set(changed), "the second run wrote only the changed profiles"
+        marked = {
+            row[0]
+            for row in query(
+                f'SELECT profile_id FROM "{schema}".profile_ids WHERE _sdc_deleted_at IS NOT NULL'
+            )
+        }
+        assert marked == {deleted}
