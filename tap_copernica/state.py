@@ -25,6 +25,27 @@ MAX_SEEN_IDS = 1000
 REPLICATION_KEY = "modified"
 
 
+def state_problems(stream: str, partition: dict[str, Any], tz: ZoneInfo) -> list[str]:
+    """What is wrong with one partition's STATE entry (hand edits, other versions)."""
+    where = f"state of stream '{stream}', partition {partition.get('context')}"
+    problems = []
+    value = partition.get("replication_key_value")
+    if value is not None:
+        try:
+            parse_instant(str(value), tz)
+        except ValueError:
+            problems.append(f"{where}: replication_key_value {value!r} is not an ISO 8601 time")
+    seen = partition.get("seen_ids")
+    if seen is not None and not (
+        isinstance(seen, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in seen)
+    ):
+        problems.append(f"{where}: seen_ids must be a list of profile IDs")
+    scan = partition.get("scan")
+    if scan is not None and not (isinstance(scan, dict) and isinstance(scan.get("after_id"), int)):
+        problems.append(f"{where}: scan must hold an integer after_id")
+    return problems
+
+
 class ProfileBookmark:
     """Reads and advances one partition's bookmark while its records are emitted."""
 

@@ -22,7 +22,14 @@ from tap_copernica.auth import (
 from tap_copernica.client import CopernicaStream
 from tap_copernica.mailings import MAILING_SPECS
 from tap_copernica.progress import RunProgress
-from tap_copernica.streams import STREAM_SPECS, ObjectStream, build_stream_classes, to_int
+from tap_copernica.state import state_problems
+from tap_copernica.streams import (
+    STREAM_SPECS,
+    ObjectStream,
+    ProfileStream,
+    build_stream_classes,
+    to_int,
+)
 from tap_copernica.structure import STRUCTURE_SPECS
 from tap_copernica.timeutil import parse_instant, zone
 from tap_copernica.typed import TypedProfileStream, TypedTable, unique_names
@@ -282,10 +289,41 @@ class TapCopernica(Tap):
             self.logger.error("Discovery failed: %s", exc)  # noqa: TRY400
             sys.exit(1)
 
+    def check_catalog_and_state(self) -> None:
+        """Refuse a catalog that selects unknown streams, or a state this tap cannot read."""
+        problems: list[str] = []
+        if self.input_catalog is not None:
+            unknown = sorted(
+                entry.tap_stream_id
+                for entry in self.input_catalog.streams
+                if entry.tap_stream_id not in self.streams
+                and entry.metadata.root.selected is True
+            )
+            if unknown:
+                problems.append(
+                    f"The catalog selects streams this account does not have: "
+                    f"{', '.join(unknown)}. A database or collection may have been renamed or "
+                    f"removed: run discovery again (Meltano: --refresh-catalog) and reselect."
+                )
+        bookmarks = self.state.get("bookmarks", {}) if isinstance(self.state, dict) else {}
+        for name, stream in self.streams.items():
+            if isinstance(stream, ProfileStream) and isinstance(bookmarks.get(name), dict):
+                for partition in bookmarks[name].get("partitions", []):
+                    problems += state_problems(name, partition, self.timezone)
+        if problems:
+            problems[-1] += (
+                " Fix or remove that entry (Meltano: `meltano state clear <state id>` reads "
+                "everything again)."
+                if "state of stream" in problems[-1]
+                else ""
+            )
+            raise ConfigValidationError(problems[0], errors=problems)
+
     def run(self) -> None:
         """Preflight, then the SDK's sync; a fatal error ends the run with one clear line."""
         try:
             self.preflight()
+            self.check_catalog_and_state()
             self.sync_all()
         except (FatalAPIError, AuthenticationUnavailableError) as exc:
             self.logger.error("%s", exc)  # noqa: TRY400 (the message is the whole story)
