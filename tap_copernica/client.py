@@ -10,12 +10,14 @@ import json
 import random
 from collections.abc import Callable, Generator, Iterable
 from email.utils import parsedate_to_datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
 from singer_sdk import RESTStream
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.streams.rest import PageContext
 
 from tap_copernica.auth import bearer_of
 from tap_copernica.errors import (
@@ -110,6 +112,25 @@ class CopernicaStream(RESTStream[Any]):
     def timeout(self) -> int:
         """Seconds to wait for a response (`request_timeout`)."""
         return int(self.config.get("request_timeout", 120))
+
+    # -- requests outside the SDK's paging loop --------------------------------------------
+    def fetch(self, context: Context | None, token: Any) -> requests.Response:
+        """One request with the same URL, auth, retries and checks as the SDK's loop.
+
+        For readers that plan several requests at once (see `prefetch.in_order`).
+        """
+        http = self.get_http_request(
+            page=PageContext(stream_context=context, next_page_token=token)
+        )
+        prepared = self.build_prepared_request(
+            method=http.method, url=http.url, params=http.encode_params(), headers=http.headers
+        )
+        return self._retrying_request(prepared, context)
+
+    @cached_property
+    def _retrying_request(self) -> Callable[..., requests.Response]:
+        # The SDK's own paging loop wraps `_request` the same way.
+        return self.request_decorator(self._request)
 
     # -- responses ------------------------------------------------------------------------
     def validate_response(self, response: requests.Response) -> None:

@@ -84,3 +84,28 @@ def test_profile_ids_stay_exact_when_profiles_are_deleted_mid_paging(
     assert {i: emitted[i] for i in survivors} == dict.fromkeys(survivors, 1)
     assert set(emitted) <= before | set(plan["inserted"])
     assert max(emitted.values()) == 1
+
+
+def test_parallel_id_ranges_give_the_same_records_in_the_same_order(
+    emulator: Emulator, config: dict[str, Any]
+) -> None:
+    # Gaps in the ID space: deleted profiles, and other databases' IDs in between.
+    for profile in emulator.store.profiles("Customers")[10:40:3]:
+        emulator.store.delete_profile(int(profile["ID"]))
+    runs = {
+        workers: sync(
+            {**config, "page_size": 7, "max_parallel_requests": workers},
+            streams=["profiles", "profiles_newsletter"],
+        )
+        for workers in (1, 4, 8)
+    }
+    expected = [
+        int(p["ID"])
+        for db in ("Customers", "Newsletter", "Legacy")
+        for p in sorted(emulator.store.profiles(db), key=lambda p: int(p["ID"]))
+    ]
+    for workers, result in runs.items():
+        assert result.ids("profiles") == expected, f"max_parallel_requests={workers}"
+        assert result.records["profiles_newsletter"] == runs[1].records["profiles_newsletter"]
+    ranged = [r for r in emulator.requests if any("id<=" in f for f in r.query.get("fields[]", []))]
+    assert ranged, "the parallel runs read ID ranges"

@@ -128,7 +128,9 @@ def test_typed_streams_alone_do_not_page_the_generic_streams(
     assert set(result.records) == {"profiles_customers"}
     paths = [r.path for r in emulator.requests[mark:]]
     customers = len(emulator.store.profiles("Customers"))
-    assert paths.count("/v4/database/1/profiles") == customers // 25 + 1, "each page once"
+    # Pages of 25 (ID ranges planned 90 % full), plus the scan's probe for the highest ID and
+    # its last check for profiles added meanwhile: one pass, not a second read.
+    assert customers // 25 <= paths.count("/v4/database/1/profiles") <= customers // 22 + 4
     assert "/v4/database/2/profiles" not in paths
     assert not any(p.endswith("/subprofiles") or p.endswith("profileids") for p in paths)
 
