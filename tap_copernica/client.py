@@ -6,7 +6,6 @@ Every request of the tap goes through `CopernicaStream`; paging strategies live 
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Generator, Iterable
 from email.utils import parsedate_to_datetime
@@ -14,6 +13,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import msgspec
 import requests
 from singer_sdk import RESTStream
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
@@ -49,9 +49,16 @@ _CONNECTION_ERRORS = (
 
 
 def payload_of(response: requests.Response) -> Any:
-    """The JSON body of a response, decoded once in `validate_response`."""
+    """The JSON body of a response, decoded once (in `validate_response`), with msgspec.
+
+    Raises ValueError when the body is not complete JSON.
+    """
     if not hasattr(response, _PAYLOAD_ATTR):
-        setattr(response, _PAYLOAD_ATTR, json.loads(response.content))
+        try:
+            payload = msgspec.json.decode(response.content)
+        except msgspec.DecodeError as exc:
+            raise ValueError(str(exc)) from None
+        setattr(response, _PAYLOAD_ATTR, payload)
     return getattr(response, _PAYLOAD_ATTR)
 
 

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
 from singer_sdk.singerlib import StateMessage
 
@@ -104,6 +105,8 @@ class TapCopernica(Tap):
     config_jsonschema = SETTINGS
     # Discovery reads the account's field definitions, so it needs a valid config.
     dynamic_catalog = True
+    # msgspec encodes RECORD lines several times faster than the default JSON writer.
+    message_writer_class = MsgSpecWriter
 
     def discover_streams(self) -> list[ObjectStream]:
         """Every stream of the spec tables, then a typed table per database and collection.

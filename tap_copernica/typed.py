@@ -117,13 +117,8 @@ class TypedProfileStream(ProfileStream):
         yield from super().get_records(context)
         self._reader.report(self.logger, self.name)
 
-    def post_process(
-        self, row: dict[str, Any], context: Context | None = None
-    ) -> dict[str, Any] | None:
-        """Entity values as in the generic stream, then each field in its own column."""
-        record = super().post_process(row, context)
-        if record is None:
-            return None
+    def build_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Each field in its own column, typed."""
         values = record.pop("fields", None) or {}
         for name, column in self._columns.items():
             record[column] = self._reader.read(name, values.get(name))

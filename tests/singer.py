@@ -73,14 +73,16 @@ def sync(
     tap = TapCopernica(
         config=config, state=state, catalog=catalog_selecting(config, streams), validate_config=True
     )
-    buffer = io.StringIO()
+    # A text stream over bytes, like a real stdout: the msgspec writer writes to `.buffer`.
+    buffer = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
     exit_code = 0
     with redirect_stdout(buffer):
         try:
             tap.run()
         except SystemExit as exc:
             exit_code = int(exc.code or 0)
-    return SyncResult.parse(buffer.getvalue(), exit_code=exit_code)
+    buffer.flush()
+    return SyncResult.parse(buffer.buffer.getvalue().decode(), exit_code=exit_code)
 
 
 def run_cli(
