@@ -9,13 +9,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk import SchemaDirectory, StreamSchema
+from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.singerlib import RecordMessage
 
 from tap_copernica.client import CopernicaStream, payload_of, rows_of
 from tap_copernica.errors import CopernicaPagingError
@@ -94,6 +96,35 @@ class ObjectStream(CopernicaStream):
         if self.selected:
             self.tap.progress.record(self.name)
         return self.shape.apply(row, self)
+
+    # -- the one private SDK override (singer-sdk 0.54, pinned in pyproject.toml) ---------
+    def _generate_record_messages(
+        self, record: dict[str, Any]
+    ) -> Generator[RecordMessage, None, None]:
+        """The SDK's RECORD building, without its per-record selection walk when nothing in
+        the stream is deselected and the record is already conformed (profile streams).
+
+        That walk costs a dictionary copy and a mask lookup per property and nested field,
+        about a third of the tap's CPU per profile. Anything else goes the SDK's way.
+        `tests/test_units.py::test_fast_record_messages_match_the_sdk` fails if the SDK's
+        messages stop matching these.
+        """
+        if self.TYPE_CONFORMANCE_LEVEL != TypeConformanceLevel.NONE or not self._all_selected:
+            yield from super()._generate_record_messages(record)
+            return
+        for stream_map in self.stream_maps:
+            mapped = stream_map.transform(record)
+            if mapped is not None:
+                yield RecordMessage(
+                    stream=stream_map.stream_alias,
+                    record=mapped,
+                    version=self._stream_version,
+                    time_extracted=utc_now(),
+                )
+
+    @cached_property
+    def _all_selected(self) -> bool:
+        return all(self.mask.values())
 
     def get_child_context(self, record: dict, context: Context | None) -> dict:
         """Path parameters for child streams."""

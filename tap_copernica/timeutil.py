@@ -8,7 +8,9 @@ offset instead, which is unambiguous; these helpers convert between the two.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 API_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -29,16 +31,21 @@ def api_to_datetime(value: str, tz: ZoneInfo) -> dt.datetime | None:
     value = value.strip()
     if value in ZERO_TIMESTAMPS or value.startswith("0000-00-00"):
         return None
-    parsed = (
-        dt.datetime.strptime(value, API_FORMAT)
-        if len(value) > 10
-        else (dt.datetime.strptime(value, "%Y-%m-%d"))
-    )
-    return parsed.replace(tzinfo=tz)
+    if not _API_SHAPE.fullmatch(value):
+        msg = f"not a Copernica timestamp: {value!r}"
+        raise ValueError(msg)
+    return dt.datetime.fromisoformat(value).replace(tzinfo=tz)
 
 
+_API_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?")
+
+
+@lru_cache(maxsize=8192)
 def api_to_iso(value: str | None, tz: ZoneInfo) -> str | None:
-    """API timestamp string to ISO 8601 with offset; None/zero/unparseable to None."""
+    """API timestamp string to ISO 8601 with offset; None/zero/unparseable to None.
+
+    Cached: pages hold few distinct seconds (an import stamps many profiles alike).
+    """
     if not isinstance(value, str):
         return None
     try:

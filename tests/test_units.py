@@ -141,3 +141,22 @@ def test_an_unreadable_value_is_null_and_counted() -> None:
     assert reader.read("age", "abc") is None
     assert reader.read("age", "3") == 3
     assert reader.unreadable == {"age": 1}
+
+
+def test_fast_record_messages_match_the_sdk(config: dict[str, object]) -> None:
+    """The private fast path in streams.py must build what the SDK builds (pinned SDK)."""
+    from singer_sdk import Stream  # noqa: PLC0415
+
+    from tap_copernica.tap import TapCopernica  # noqa: PLC0415
+
+    tap = TapCopernica(config=config)
+    for name in ("profiles", "profiles_customers"):
+        stream = tap.streams[name]
+        record = {"ID": 1, "database_id": 1, "modified": "2024-01-01T00:00:00+01:00"}
+        if name == "profiles":
+            record["fields"] = {"email": "a@b.c", "city": ""}
+        ours = list(stream._generate_record_messages(dict(record)))
+        sdks = list(Stream._generate_record_messages(stream, dict(record)))
+        assert [m.to_dict() | {"time_extracted": None} for m in ours] == [
+            m.to_dict() | {"time_extracted": None} for m in sdks
+        ]
