@@ -4,12 +4,13 @@ Entry keys (besides the SDK's `context`):
 - `replication_key` / `replication_key_value`: `modified` of the last record emitted, as
   ISO 8601 with offset. The next run reads `modified >=` that value again...
 - `seen_ids`: ...and skips the IDs listed here, which were emitted at exactly that value.
-  Kept only once that second has passed on the server's clock (a profile changed again in
-  the same second keeps the same `modified`, so it must not be skipped) and while short.
+  Kept only once that second lies safely in the past on the server's clock (a profile
+  changed again in the same second keeps the same `modified`, so it must not be skipped)
+  and while the list is short.
 - `scan`: an ID-ordered read in progress (first full load, or a database whose own field
   called `modified` hides the timestamp from filters): `after_id` to resume from, `since`
   (rows older than this are skipped), `started` (server time when the scan began; becomes
-  the bookmark when the scan completes).
+  the bookmark when the scan completes; taken a few seconds before the first page's `Date`).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class ProfileBookmark:
         self.start_date = start_date
         self._value: str | None = None
         self._ids: list[int] = []
+        self._live_from: str | None = None
 
     def cursor(self, page_size: int, *, by_id: bool) -> ProfileCursor:
         """Where to continue: an unfinished scan, after the bookmark, or a new scan."""
@@ -105,13 +107,23 @@ class ProfileBookmark:
         value = row.get("modified")
         if not isinstance(value, str):
             return
+        settled = server_now is not None and value < server_now
+        if not settled and self._live_from is None:
+            # From here on the rows are live: a profile can still change within the second
+            # being read and stay behind the read position. Everything from this horizon on
+            # is read again by the next run, so the bookmark stops here.
+            self._live_from = server_now or value
+        if self._live_from is not None:
+            self.state["replication_key"] = REPLICATION_KEY
+            self.state["replication_key_value"] = api_to_iso(min(value, self._live_from), self.tz)
+            self.state.pop("seen_ids", None)
+            return
         if value != self._value:
             self._value, self._ids = value, []
             self.state["replication_key"] = REPLICATION_KEY
             self.state["replication_key_value"] = api_to_iso(value, self.tz)
         self._ids.append(int(row["ID"]))
-        settled = server_now is not None and value < server_now
-        if settled and len(self._ids) <= MAX_SEEN_IDS:
+        if len(self._ids) <= MAX_SEEN_IDS:
             self.state["seen_ids"] = self._ids
         else:
             self.state.pop("seen_ids", None)

@@ -33,7 +33,7 @@ from tap_copernica.paging import (
 from tap_copernica.prefetch import in_order
 from tap_copernica.schemas_dir import schema_dir
 from tap_copernica.state import ProfileBookmark
-from tap_copernica.timeutil import api_to_iso, http_date_to_api
+from tap_copernica.timeutil import api_to_iso, settled_before
 
 if TYPE_CHECKING:
     import requests
@@ -227,11 +227,18 @@ class ProfileStream(ObjectStream):
             yield from self.request_records(context)
         self._bookmark.finish()
 
+    def _horizon(self, response: requests.Response) -> str | None:
+        """Rows modified before this (API local time) can no longer change unseen."""
+        date = response.headers.get("Date")
+        return settled_before(date, self.tap.timezone, self.tap.lookback_seconds)
+
     # -- ID-ordered reads with several requests in flight ---------------------------------
     def _rows(self, context: Context, params: dict[str, Any]) -> tuple[list[dict], str | None]:
         response = self.fetch(context, params)
         rows = [r for r in rows_of(payload_of(response)) if isinstance(r, dict)]
-        return rows, http_date_to_api(response.headers.get("Date"), self.tap.timezone)
+        return rows, settled_before(
+            response.headers.get("Date"), self.tap.timezone, self.tap.lookback_seconds
+        )
 
     def _whole_range(self, context: Context, low: int, high: int) -> tuple[int, int, list[dict]]:
         """Every row with `low < ID <= high`; a range that fills its page is read on."""
@@ -296,7 +303,9 @@ class ProfileStream(ObjectStream):
 
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
         """The page's new rows; the bookmark moves just before each is handed on."""
-        server_now = http_date_to_api(response.headers.get("Date"), self.tap.timezone)
+        server_now = settled_before(
+            response.headers.get("Date"), self.tap.timezone, self.tap.lookback_seconds
+        )
         self._bookmark.page_served(server_now)
         rows = [r for r in rows_of(payload_of(response)) if isinstance(r, dict)]
         try:

@@ -57,6 +57,14 @@ SETTINGS = th.PropertiesList(
         description="Rows per request, 1 to 1000 (the API's maximum).",
     ),
     th.Property(
+        "lookback_seconds",
+        th.IntegerType(minimum=0),
+        default=60,
+        description="Changes made this many seconds before a run reads them are read again by "
+        "the next run, so a profile changed while the run read it, or a clock difference "
+        "between Copernica's servers, can never hide a change.",
+    ),
+    th.Property(
         "max_parallel_requests",
         th.IntegerType(minimum=1, maximum=10),
         default=4,
@@ -172,6 +180,11 @@ class TapCopernica(Tap):
     def timezone(self) -> ZoneInfo:
         """The account's time zone (`timezone`)."""
         return zone(str(self.config.get("timezone") or "Europe/Amsterdam"))
+
+    @property
+    def lookback_seconds(self) -> int:
+        """Seconds of recent changes the next run reads again (`lookback_seconds`)."""
+        return int(self.config.get("lookback_seconds", 60))
 
     @property
     def max_parallel_requests(self) -> int:

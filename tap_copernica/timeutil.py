@@ -82,11 +82,18 @@ def filter_floor(instant: dt.datetime, tz: ZoneInfo) -> tuple[str, bool]:
     return to_api(instant, tz), False
 
 
-def http_date_to_api(header: str | None, tz: ZoneInfo) -> str | None:
-    """The server's `Date` header as an API local string (the server's idea of now)."""
-    if not header:
+def settled_before(date_header: str | None, tz: ZoneInfo, margin_seconds: int) -> str | None:
+    """The API local time before which no `modified` value can still change.
+
+    The server stamps `Date` when it sends the response, a moment after it read the data, and
+    the clock that stamps `modified` may differ a little from the one that stamps `Date`; a
+    margin (`lookback_seconds`) is taken off for both. A profile changed within it keeps a
+    `modified` value that the next run reads again instead of skipping it.
+    """
+    if not date_header:
         return None
     try:
-        return to_api(parsedate_to_datetime(header), tz)
+        sent = parsedate_to_datetime(date_header)
     except (TypeError, ValueError):
         return None
+    return to_api(sent - dt.timedelta(seconds=margin_seconds), tz)

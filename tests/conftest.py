@@ -18,6 +18,8 @@ def config_for(emu: Emulator, **overrides: Any) -> dict[str, Any]:
         "auth_url": emu.auth_url,
         "retry_initial_wait_ms": 10,
         "max_retries": 6,
+        # Changes this recent are read again by the next run; tests wait this out (sleeps).
+        "lookback_seconds": 1,
         **overrides,
     }
 

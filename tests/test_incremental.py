@@ -35,7 +35,7 @@ def test_second_run_fetches_only_changed_profiles_with_server_side_filters(
     changed = live_ids(emulator, "Customers")[5:8] + live_ids(emulator, "Newsletter")[:1]
     for profile_id in changed:
         assert emulator.store.update_profile(profile_id, {"email": f"new{profile_id}@example.org"})
-    time.sleep(1.1)  # let the second of the change pass on the server's clock
+    time.sleep(2.1)  # let the change fall behind `lookback_seconds` (1 s in the tests)
     mark = len(emulator.requests)
 
     second = sync(config, streams=["profiles"], state=first.final_state)
@@ -64,7 +64,7 @@ def test_database_with_a_field_called_modified_stays_exact(
     target = live_ids(emulator, "Legacy")[3]
     # Writing the custom `modified` field must not fool the tap: it filters the timestamp.
     assert emulator.store.update_profile(target, {"email": "moved@example.org"})
-    time.sleep(1.1)
+    time.sleep(2.1)
     mark = len(emulator.requests)
     second = sync(config, streams=["profiles"], state=first.final_state)
     assert [r["ID"] for r in second.records["profiles"] if r["database_id"] == legacy] == [target]

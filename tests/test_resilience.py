@@ -168,3 +168,58 @@ def test_a_hand_edited_state_is_refused_with_the_entry_named(
     assert complaint in result.stderr
     assert "meltano state clear" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("start_date", [None, "2000-01-01T00:00:00Z"], ids=["ranges", "keyset"])
+def test_thousands_of_changes_while_paging_lose_and_repeat_nothing(start_date: str | None) -> None:
+    rng = random.Random(21)
+    with Emulator(seed=17, profiles_per_database=2000) as emu:
+        customers = emu.store.database_id("Customers")
+        before = {int(p["ID"]) for p in emu.store.profiles("Customers")}
+        touched: set[int] = set()
+        deleted: set[int] = set()
+        inserted: list[int] = []
+        churning = {"on": True}
+
+        def churn(log: RequestLog) -> None:
+            if not churning["on"] or log.path != f"/v4/database/{customers}/profiles":
+                return
+            live = sorted(before - deleted)
+            for _ in range(40):
+                action = rng.random()
+                victim = rng.choice(live)
+                if action < 0.3 and victim not in deleted:
+                    emu.store.delete_profile(victim)
+                    deleted.add(victim)
+                elif action < 0.7 and victim not in deleted:
+                    emu.store.update_profile(victim, {"city": f"moved-{rng.random()}"})
+                    touched.add(victim)
+                else:
+                    inserted.append(emu.store.create_profile("Customers", {"city": "new"}))
+
+        emu.on_response(churn)
+        cfg = config_for(emu, page_size=50, database_ids=["Customers"])
+        if start_date:
+            cfg["start_date"] = start_date
+        result = sync(cfg, streams=["profiles"])
+        assert result.exit_code == 0
+        changes = len(touched) + len(deleted) + len(inserted)
+        assert changes > 1000, "thousands of changes happened while the tap paged"
+        emitted: dict[int, int] = defaultdict(int)
+        for profile_id in result.ids("profiles"):
+            emitted[profile_id] += 1
+        untouched = before - touched - deleted
+        assert {i: emitted[i] for i in untouched} == dict.fromkeys(untouched, 1)
+        # Whatever moved behind the read position arrives in the next run, with its last values.
+        churning["on"] = False
+        follow_up = sync(cfg, streams=["profiles"], state=result.final_state)
+        final = {
+            r["ID"]: r for r in result.records["profiles"] + follow_up.records.get("profiles", [])
+        }
+        for profile_id in touched - deleted:
+            assert (
+                final[profile_id]["fields"]["city"]
+                == emu.store.get_profile(profile_id)["fields"]["city"]
+            )
+        assert set(inserted) <= set(final)
