@@ -68,10 +68,17 @@ def sync(
     *,
     streams: list[str] | None = None,
     state: dict[str, Any] | None = None,
+    catalog: dict[str, Any] | None = None,
 ) -> SyncResult:
-    """Run a sync in this process (preflight included) and parse what it wrote."""
+    """Run a sync in this process (preflight included) and parse what it wrote.
+
+    `streams` selects streams in a freshly discovered catalog; `catalog` gives one instead.
+    """
     tap = TapCopernica(
-        config=config, state=state, catalog=catalog_selecting(config, streams), validate_config=True
+        config=config,
+        state=state,
+        catalog=catalog or catalog_selecting(config, streams),
+        validate_config=True,
     )
     # A text stream over bytes, like a real stdout: the msgspec writer writes to `.buffer`.
     buffer = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")

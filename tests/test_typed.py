@@ -12,7 +12,7 @@ import pytest
 from tap_copernica.tap import TapCopernica
 from tap_copernica.typed import unique_names
 from tests.emulator import Emulator
-from tests.singer import sync
+from tests.singer import catalog_selecting, sync
 from tests.warehouse import fresh_schema, query, tap_to_postgres
 
 EXPECTED_TYPES = {
@@ -180,3 +180,19 @@ def test_postgres_gets_typed_columns(config: dict[str, Any], tmp_path: Path) -> 
         assert types["email"] in ("character varying", "text")
         count = query(f'SELECT count(*) FROM "{schema}".profiles_customers')[0][0]
         assert count > 0
+
+
+def test_a_field_removed_since_discovery_does_not_break_the_sync(
+    emulator: Emulator, config: dict[str, Any]
+) -> None:
+    """A catalog from before a field was deleted in Copernica still syncs (Meltano caches)."""
+    catalog = catalog_selecting(config, ["profiles_customers"])
+    assert catalog is not None
+    entry = next(s for s in catalog["streams"] if s["tap_stream_id"] == "profiles_customers")
+    entry["schema"]["properties"]["retired_field"] = {"type": ["string", "null"]}
+    result = sync(config, catalog=catalog)
+    assert result.exit_code == 0
+    schema = next(m for m in result.messages if m["type"] == "SCHEMA")
+    assert "retired_field" in schema["schema"]["properties"]
+    assert len(result.records["profiles_customers"]) == len(emulator.store.profiles("Customers"))
+    assert all(r.get("retired_field") is None for r in result.records["profiles_customers"])
