@@ -35,6 +35,13 @@ def main(path: str, run_started_utc: str) -> None:
         [run_started_utc],
     ).fetchone()[0]
     total = con.execute("SELECT count(*) FROM copernica.profiles").fetchone()[0]
+    removed = con.execute(
+        "SELECT count(*) FROM copernica.profile_ids WHERE _sdc_batched_at < ?::TIMESTAMP",
+        [run_started_utc],
+    ).fetchone()[0]
+    if removed:
+        # profile_ids is rewritten in full by every run: IDs it did not rewrite are gone.
+        print(f"Removed in Copernica (profile_ids rows this run did not rewrite): {removed}.")
     if profiles < total:
         print(f"\nIncremental run: {profiles} of {total} profiles were new or changed.")
     else:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -146,3 +148,70 @@ def test_meltano_job_into_postgres_is_typed_incremental_and_marks_deletes(projec
             )
         }
         assert marked == {deleted}
+
+
+def duckdb_query(project: Path, path: Path, sql: str) -> list[tuple[object, ...]]:
+    """Query the warehouse with the DuckDB the loader plugin installed."""
+    python = project / ".meltano/loaders/target-duckdb/venv/bin/python"
+    code = (
+        "import duckdb, json, sys; "
+        "con = duckdb.connect(sys.argv[1], read_only=True); "
+        "print(json.dumps(con.execute(sys.argv[2]).fetchall(), default=str))"
+    )
+    out = subprocess.run(
+        [str(python), "-c", code, str(path), sql], capture_output=True, text=True, check=True
+    ).stdout
+    return [tuple(row) for row in json.loads(out)]
+
+
+def test_meltano_job_into_duckdb_is_incremental_and_shows_removed_profiles(
+    project: Path, tmp_path: Path
+) -> None:
+    assert (project / ".tools/meltano/bin/meltano").exists(), "the demo test installs Meltano"
+    warehouse = tmp_path / "job.duckdb"
+    with Emulator(seed=9, profiles_per_database=60) as emu:
+        env = {
+            **user_env(),
+            **{f"TAP_COPERNICA_{k.upper()}": str(v) for k, v in config_for(emu).items()},
+            "TARGET_DUCKDB_FILEPATH": str(warehouse),
+        }
+
+        def job() -> None:
+            run = subprocess.run(
+                # Its own state: the demo runs above share this job's default state ID.
+                [
+                    ".tools/meltano/bin/meltano",
+                    "run",
+                    "--state-id-suffix=test",
+                    "copernica-to-duckdb",
+                ],
+                cwd=project,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=600,
+                check=False,
+            )
+            assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+
+        job()
+        live = sorted(int(p["ID"]) for p in emu.store.profiles("Customers"))
+        count = "SELECT count(*) FROM copernica.profiles_customers"
+        assert duckdb_query(project, warehouse, count) == [(len(live),)]
+        time.sleep(2.1)  # past the tests' 1 s lookback
+        between = duckdb_query(project, warehouse, "SELECT now()::TIMESTAMP")[0][0]
+        emu.store.update_profile(live[2], {"city": "Elsewhere"})
+        emu.store.delete_profile(live[5])
+        job()
+        rewritten = duckdb_query(
+            project,
+            warehouse,
+            f"SELECT id FROM copernica.profiles_customers WHERE _sdc_batched_at > '{between}'",
+        )
+        assert rewritten == [(live[2],)]
+        gone = duckdb_query(
+            project,
+            warehouse,
+            f"SELECT profile_id FROM copernica.profile_ids WHERE _sdc_batched_at < '{between}'",
+        )
+        assert gone == [(live[5],)]
