@@ -48,6 +48,20 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tracked_copy(tmp_path_factory.mktemp("clone") / "project")
 
 
+def meltano_run(project: Path, env: dict[str, str], *args: str) -> None:
+    """`meltano run ...` in the project copy; fails the test with the log's tail."""
+    run = subprocess.run(
+        [".tools/meltano/bin/meltano", "run", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+
+
 def user_env() -> dict[str, str]:
     """The machine's environment as a user's shell has it (proxies, CA bundles, PATH), without
     a Copernica token: the demo then runs against the bundled emulator."""
@@ -95,16 +109,7 @@ def test_meltano_job_into_postgres_is_typed_incremental_and_marks_deletes(projec
         }
 
         def job() -> None:
-            run = subprocess.run(
-                [".tools/meltano/bin/meltano", "run", "copernica-to-postgres"],
-                cwd=project,
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=600,
-                check=False,
-            )
-            assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+            meltano_run(project, env, "copernica-to-postgres")
 
         job()
         live = {
@@ -177,22 +182,8 @@ def test_meltano_job_into_duckdb_is_incremental_and_shows_removed_profiles(
         }
 
         def job() -> None:
-            run = subprocess.run(
-                # Its own state: the demo runs above share this job's default state ID.
-                [
-                    ".tools/meltano/bin/meltano",
-                    "run",
-                    "--state-id-suffix=test",
-                    "copernica-to-duckdb",
-                ],
-                cwd=project,
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=600,
-                check=False,
-            )
-            assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+            # Its own state: the demo runs above share this job's default state ID.
+            meltano_run(project, env, "--state-id-suffix=test", "copernica-to-duckdb")
 
         job()
         live = sorted(int(p["ID"]) for p in emu.store.profiles("Customers"))
