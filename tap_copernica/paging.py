@@ -225,6 +225,10 @@ def ids_of(rows: Iterable[Any]) -> list[int]:
     return [int(r) for r in rows]
 
 
+#: A range spans at most this many pages' worth of IDs (and so holds at most that many rows).
+MAX_SPAN_PAGES = 20
+
+
 @dataclass
 class IdRangePlanner:
     """Splits an ID-ordered read into ranges `(lo, hi]` that can be fetched side by side.
@@ -240,8 +244,6 @@ class IdRangePlanner:
     after_id: int
     max_id: int
     span: int
-    rows_seen: int = 0
-    ids_spanned: int = 0
 
     def ranges(self) -> Iterator[tuple[int, int]]:
         """The next ranges up to `max_id`; each span is planned when it is asked for."""
@@ -252,11 +254,15 @@ class IdRangePlanner:
             low = high
 
     def observe(self, low: int, high: int, rows: int) -> None:
-        """Tune the span from a finished range (rows it held over the IDs it covered)."""
-        self.rows_seen += rows
-        self.ids_spanned += high - low
-        density = max(self.rows_seen, 1) / max(self.ids_spanned, 1)
-        self.span = max(1, int(0.9 * self.page_size / density))
+        """Tune the span from the range just finished (rows it held over the IDs it covered).
+
+        The latest range speaks for the IDs ahead (databases share one ID space, so density
+        changes where another database's profiles were created); the span stays within
+        `MAX_SPAN_PAGES` pages of IDs, which bounds what one range may hold in memory.
+        """
+        density = rows / max(high - low, 1)
+        wanted = int(0.9 * self.page_size / density) if rows else self.span * 4
+        self.span = max(1, min(wanted, MAX_SPAN_PAGES * self.page_size))
 
     @staticmethod
     def range_params(low: int, high: int) -> Params:

@@ -122,10 +122,10 @@ class ProfileBookmark:
             self._value, self._ids = value, []
             self.state["replication_key"] = REPLICATION_KEY
             self.state["replication_key_value"] = api_to_iso(value, self.tz)
-        self._ids.append(int(row["ID"]))
-        if len(self._ids) <= MAX_SEEN_IDS:
+        if len(self._ids) < MAX_SEEN_IDS:
+            self._ids.append(int(row["ID"]))
             self.state["seen_ids"] = self._ids
-        else:
+        else:  # a huge group of equal timestamps: replay it next run rather than list it
             self.state.pop("seen_ids", None)
 
     def page_done(self, cursor: ProfileCursor) -> None:

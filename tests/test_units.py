@@ -12,7 +12,7 @@ import requests
 from tap_copernica.auth import extract_jwt, jwt_expiry
 from tap_copernica.client import retry_after_seconds
 from tap_copernica.fields import FieldReader, field_type
-from tap_copernica.paging import IdListPaginator
+from tap_copernica.paging import IdListPaginator, IdRangePlanner
 from tap_copernica.timeutil import api_to_iso, filter_floor, parse_instant, zone
 
 AMS = zone("Europe/Amsterdam")
@@ -160,3 +160,20 @@ def test_fast_record_messages_match_the_sdk(config: dict[str, object]) -> None:
         assert [m.to_dict() | {"time_extracted": None} for m in ours] == [
             m.to_dict() | {"time_extracted": None} for m in sdks
         ]
+
+
+def test_id_ranges_follow_the_density_and_stay_bounded() -> None:
+    planner = IdRangePlanner(page_size=100, after_id=0, max_id=10**9, span=90)
+    ranges = planner.ranges()
+    low, high = next(ranges)
+    assert (low, high) == (0, 90)
+    planner.observe(low, high, 9)  # a sparse stretch: 9 rows in 90 IDs
+    assert planner.span == 900
+    low, high = next(ranges)
+    assert high - low == 900
+    planner.observe(low, high, 0)  # nothing at all: widen, but never past 20 pages of IDs
+    planner.observe(low, high, 0)
+    planner.observe(low, high, 0)
+    assert planner.span == 2000
+    planner.observe(0, 100, 100)  # dense again: one ID per row
+    assert planner.span == 90
