@@ -194,6 +194,14 @@ class CopernicaAuthenticator(APIAuthenticatorBase):
         jwt = self._jwt.value if self._jwt else None
         return bool(self._api_token and self._api_token in text) or bool(jwt and jwt in text)
 
+    def redact(self, text: str) -> str:
+        """`text` with the API token and the current JWT replaced by `***`."""
+        jwt = self._jwt.value if self._jwt else None
+        for secret in (self._api_token, jwt):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
     # -- internals ------------------------------------------------------------------------
     @staticmethod
     def _renew_at(jwt: _Jwt) -> float:

@@ -86,8 +86,13 @@ def _read_date(value: str, tz: ZoneInfo) -> str | None:
     return dt.date.fromisoformat(text[:10]).isoformat()
 
 
+def _is_zero_date(value: Any) -> bool:
+    """The API's own "no date" values (as the tap emits them raw): written as empty."""
+    return isinstance(value, str) and value.strip() in ZERO_TIMESTAMPS
+
+
 def _write_date(value: Any, tz: ZoneInfo) -> str:
-    if value is None or value == "":
+    if value is None or value == "" or _is_zero_date(value):
         return ""
     if isinstance(value, dt.datetime):
         return value.astimezone(tz).date().isoformat() if value.tzinfo else value.date().isoformat()
@@ -110,7 +115,7 @@ def _read_datetime(value: str, tz: ZoneInfo) -> str | None:
 
 
 def _write_datetime(value: Any, tz: ZoneInfo) -> str:
-    if value is None or value == "":
+    if value is None or value == "" or _is_zero_date(value):
         return ""
     instant = value if isinstance(value, dt.datetime) else parse_instant(str(value), tz)
     if instant.tzinfo is None:

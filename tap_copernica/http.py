@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -221,6 +222,9 @@ class CopernicaSession:
         self.policy = policy
         self.timeout = timeout
         self._on_retry = on_retry
+        self._count_lock = threading.Lock()
+        self.requests_sent = 0
+        self.retries = 0
         self._session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=pool_size)
         self._session.mount("http://", adapter)
@@ -239,8 +243,9 @@ class CopernicaSession:
     ) -> requests.Response:
         """Send one request, retrying transient failures; raise on a permanent one.
 
-        `before_retry(exc)` runs before each retry of a transient failure and may return
-        False to stop (the target uses it to check whether a lost insert did land).
+        `before_retry(exc)` runs after the wait, before each resend after a transient
+        failure, and may return False to stop with `RetryStopped` (the target uses it to
+        check whether an insert whose answer was lost did land).
         """
         url = f"{self.api_url}/{path.lstrip('/')}"
         want_json = method == "GET" if expect_json is None else expect_json
@@ -253,14 +258,33 @@ class CopernicaSession:
         )
         prepared = self._session.prepare_request(request)
 
+        tries: list[BaseException | None] = []
+
         def send() -> requests.Response:
+            previous = tries[-1] if tries else None
+            # After the wait, before sending again: has the lost request landed after all?
+            if (
+                before_retry is not None
+                and previous is not None
+                and not isinstance(previous, JWTRejectedError)
+                and not before_retry(previous)
+            ):
+                raise RetryStopped(describe_error(previous))
+            with self._count_lock:
+                self.requests_sent += 1
             self.authenticator.authenticate_request(prepared)
-            response = self._session.send(prepared, timeout=self.timeout, allow_redirects=False)
-            check_response(response, self.authenticator, expect_json=want_json)
+            try:
+                response = self._session.send(prepared, timeout=self.timeout, allow_redirects=False)
+                check_response(response, self.authenticator, expect_json=want_json)
+            except RETRIABLE as exc:
+                tries.append(exc)
+                raise
             return response
 
         def on_backoff(details: Any) -> None:
             exc = details.get("exception")
+            with self._count_lock:
+                self.retries += 1
             if self._on_retry is not None:
                 self._on_retry()
             if isinstance(exc, JWTRejectedError):
@@ -268,13 +292,11 @@ class CopernicaSession:
                 return
             logger.warning(retry_log_line(method, url, details, self.policy.max_tries))
 
-        stop = _Stop(before_retry)
         retrying = backoff.on_exception(
             self.policy.wait_generator,
             RETRIABLE,
             max_tries=self.policy.max_tries,
             jitter=self.policy.jitter,
-            giveup=stop.giveup,
             on_backoff=on_backoff,
             raise_on_giveup=True,
             logger=None,
@@ -282,27 +304,11 @@ class CopernicaSession:
         try:
             return retrying()
         except RETRIABLE as exc:
-            if stop.stopped is not None:
-                raise stop.stopped from None
             raise self.policy.exhausted(method, url, exc) from None
 
 
 class RetryStopped(Exception):  # noqa: N818 (a signal, not a failure)
     """`before_retry` decided that the request must not be sent again."""
-
-
-class _Stop:
-    def __init__(self, check: Callable[[BaseException], bool] | None) -> None:
-        self._check = check
-        self.stopped: RetryStopped | None = None
-
-    def giveup(self, exc: BaseException) -> bool:
-        if self._check is None or isinstance(exc, JWTRejectedError):
-            return False
-        if self._check(exc):
-            return False
-        self.stopped = RetryStopped(describe_error(exc))
-        return True
 
 
 __all__ = [

@@ -1,19 +1,199 @@
-"""Sinks of target-copernica (the write paths arrive with the target issue)."""
+"""The sink: one per stream; maps records, then writes each batch by import or by API calls.
+
+A record is rejected (file + summary), never dropped, when it fails its SCHEMA, lacks a key
+field, names a field the destination does not have, has a value its field cannot take, or
+is refused by the API. Everything else is written before `process_batch` returns, so the
+SDK emits a STATE message only after every record before it has been written.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.sinks import BatchSink
 
+from target_copernica.api_writer import ApiWriter, Destination
+from target_copernica.bulk_import import BulkImporter
+from target_copernica.records import (
+    DELETED_AT,
+    Item,
+    RecordMapper,
+    Rejected,
+    creatable,
+    new_field_type,
+)
+from target_copernica.settings import UPDATE_ONLY
 
-class ProfileSink(BatchSink):
-    """Placeholder sink: refuses to run until the write paths exist, so nothing is lost."""
+if TYPE_CHECKING:
+    from target_copernica.target import TargetCopernica
 
-    def process_batch(self, context: dict[str, Any]) -> None:
-        """Refuse clearly instead of dropping records."""
-        msg = (
-            "target-copernica cannot write records yet (the write paths are not built); "
-            "no record was written. Use a released version that supports loading."
+
+class CopernicaSink(BatchSink):
+    """Writes one stream into a Copernica database (profiles) or collection (subprofiles)."""
+
+    def __init__(self, target: TargetCopernica, *args: Any, **kwargs: Any) -> None:
+        self._target = target
+        super().__init__(target, *args, **kwargs)
+
+    def setup(self) -> None:
+        """Resolve the destination and check the key fields before anything is written."""
+        target = self._target
+        settings = target.settings
+        self.route = settings.route_for(self.stream_name)
+        self.summary = target.summary_for(self.stream_name)
+        self._invalid_reason: str | None = None
+        self._seq = 0
+        database = target.database(self.route.database)
+        parent = None
+        if self.route.collection:
+            structure = target.collection(database, self.route.collection)
+            database.require_key_fields([self.route.parent_key_field or ""], self.stream_name)
+            index_keys: tuple[str, ...] = (self.route.parent_key_field or "",)
+            parent = database
+        else:
+            structure = database
+            index_keys = self.route.key_fields
+        if settings.create_missing_fields:
+            target.create_fields(structure, self._new_fields(structure))
+        structure.require_key_fields(self.route.key_fields, self.stream_name)
+        self.destination = Destination(
+            structure=structure,
+            index=target.key_index(database, index_keys),
+            key_fields=tuple(structure.field_name(k) or k for k in self.route.key_fields),
         )
-        raise NotImplementedError(msg)
+        self.mapper = RecordMapper(
+            stream=self.stream_name,
+            route=self.route,
+            structure=structure,
+            parent=parent,
+            tz=settings.tz,
+            ensure_interest=(
+                (lambda name: target.create_interest(database, name))
+                if settings.create_missing_fields and parent is None
+                else None
+            ),
+        )
+
+    def _new_fields(self, structure: Any) -> dict[str, str]:
+        """Schema properties the destination lacks and that can be created: name -> type."""
+        skip = {"interests", "fields", self.route.parent_key_property}
+        wanted: dict[str, str] = {}
+        for name, prop in self.schema.get("properties", {}).items():
+            if name.startswith("_sdc_") or name in skip or structure.field_name(name):
+                continue
+            if creatable(name) and isinstance(prop, dict):
+                wanted[name] = new_field_type(prop)
+        return wanted
+
+    # -- records -----------------------------------------------------------------------
+    def _remove_sdc_metadata_from_record(self, record: dict) -> None:
+        """Drop the SDK's metadata, but keep `_sdc_deleted_at`: it marks a delete."""
+        deleted_at = record.get(DELETED_AT)
+        super()._remove_sdc_metadata_from_record(record)
+        if deleted_at is not None:
+            record[DELETED_AT] = deleted_at
+
+    def _validate_and_parse(self, record: dict) -> dict:
+        """Validate against the SCHEMA; an invalid record is rejected, not fatal."""
+        self._invalid_reason = None
+        if self._validator is not None:
+            try:
+                self._validator.validate(record)
+            except InvalidRecord as exc:
+                self._invalid_reason = f"does not match the stream's SCHEMA: {exc.error_message}"
+                return record
+        try:
+            self._parse_timestamps_in_record(
+                record=record, schema=self.schema, treatment=self.datetime_error_treatment
+            )
+        except ValueError as exc:
+            self._invalid_reason = f"does not match the stream's SCHEMA: {exc}"
+        return record
+
+    def process_record(self, record: dict, context: dict) -> None:
+        """Map the record now (so rejects are found early); the write waits for the batch."""
+        self._seq += 1
+        if self._invalid_reason is not None:
+            self.reject_record(record, self._invalid_reason)
+            self._invalid_reason = None
+            return
+        try:
+            item = self.mapper.map(self._seq, record)
+        except Rejected as exc:
+            self.reject_record(record, exc.reason)
+            return
+        context.setdefault("items", []).append(item)
+
+    def reject_record(self, record: dict[str, Any], reason: str) -> None:
+        """Put a record in the rejected-records file and the summary."""
+        self._target.rejects.add(self.stream_name, record, reason)
+        self.summary.add("rejected")
+
+    def _reject_item(self, item: Item, reason: str) -> None:
+        self.reject_record(item.record, reason)
+
+    # -- batches -----------------------------------------------------------------------
+    def process_batch(self, context: dict) -> None:
+        """Write the batch: an import for many plain profile rows, API calls for the rest."""
+        items: list[Item] = context.get("items", [])
+        if not items:
+            return
+        target = self._target
+        settings = target.settings
+        if self.route.collection:
+            target.drain_profile_sinks()  # parents first
+        target.ensure_index(self.destination.index)
+        api_items = items
+        if self._use_bulk(items):
+            bulk_items, api_items = self._split_for_bulk(items)
+            importer = BulkImporter(
+                session=target.session,
+                destination=self.destination,
+                load_method=settings.load_method,
+                summary=self.summary,
+                timeout_seconds=settings.import_timeout_seconds,
+                reject=self._reject_item,
+            )
+            api_items = importer.write(bulk_items) + api_items
+        ApiWriter(
+            session=target.session,
+            destination=self.destination,
+            load_method=settings.load_method,
+            hard_delete=settings.hard_delete,
+            dry_run=settings.dry_run,
+            max_parallel=settings.max_parallel_requests,
+            summary=self.summary,
+            reject=self._reject_item,
+        ).write(api_items)
+
+    def _use_bulk(self, items: list[Item]) -> bool:
+        settings = self._target.settings
+        if self.route.collection or settings.dry_run or settings.write_path == "api":
+            return False
+        return settings.write_path == "bulk" or len(items) >= settings.bulk_threshold_rows
+
+    def _split_for_bulk(self, items: list[Item]) -> tuple[list[Item], list[Item]]:
+        """Whole key groups go one way, so records with one key stay in input order."""
+        groups: dict[Any, list[Item]] = {}
+        for item in items:
+            groups.setdefault(item.group, []).append(item)
+        bulk: list[Item] = []
+        api: list[Item] = []
+        index = self.destination.index
+        update_only = self._target.settings.load_method == UPDATE_ONLY
+        for group in groups.values():
+            if not all(BulkImporter.eligible(item) for item in group):
+                api.extend(group)
+            elif update_only and index.count(group[0].key) == 0:
+                self.summary.add("not_found", len(group))
+            else:
+                bulk.extend(group)
+        bulk.sort(key=lambda item: item.seq)
+        api.sort(key=lambda item: item.seq)
+        return bulk, api
+
+    def clean_up(self) -> None:
+        """Stop the stream's clock for the summary."""
+        self.summary.finish()
+        super().clean_up()

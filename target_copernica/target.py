@@ -1,30 +1,30 @@
-"""target-copernica: writes records into Copernica as profiles (work in progress).
+"""target-copernica: writes Singer records into Copernica as profiles and subprofiles.
 
-It authenticates with the same `CopernicaAuthenticator` as the tap.
+It authenticates with the tap's `CopernicaAuthenticator` and sends every request through
+the tap's HTTP policy (`tap_copernica.http`): one JWT per process, the same classification
+of answers, the same retries.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
+import threading
 from functools import cached_property
+from typing import Any, ClassVar
 
 from singer_sdk import Target
-from singer_sdk import typing as th
+from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TargetCapabilities
 
-from tap_copernica.auth import (
-    CONNECTION_SETTINGS,
-    CopernicaAuthenticator,
-    authenticator_from_config,
-)
-from target_copernica.sinks import ProfileSink
+from tap_copernica.auth import CopernicaAuthenticator, authenticator_from_config
+from tap_copernica.http import CopernicaSession, RetryPolicy
+from target_copernica.destination import KeyIndex, Structure, load_collection, load_database
+from target_copernica.rejects import RejectedRecords
+from target_copernica.settings import SETTINGS, TargetSettings
+from target_copernica.sinks import CopernicaSink
+from target_copernica.summary import StreamSummary
 
-SETTINGS = th.PropertiesList(
-    *CONNECTION_SETTINGS,
-    th.Property(
-        "database",
-        th.StringType,
-        description="Destination database (ID or name).",
-    ),
-).to_dict()
+EXIT_REJECTED = 2
 
 
 class TargetCopernica(Target):
@@ -32,15 +32,165 @@ class TargetCopernica(Target):
 
     name = "target-copernica"
     config_jsonschema = SETTINGS
-    default_sink_class = ProfileSink
+    default_sink_class = CopernicaSink
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.settings = TargetSettings.from_config(self.config)
+        # Sinks drain one after another (parents before subprofiles); requests run in
+        # parallel inside a sink, up to `max_parallel_requests`.
+        self.max_parallelism = 1
+        self._lock = threading.RLock()
+        self._databases: dict[str, Structure] = {}
+        self._collections: dict[tuple[str, str], Structure] = {}
+        self._indexes: dict[tuple[str, tuple[str, ...]], KeyIndex] = {}
+        self._loaded: set[int] = set()
+        self._summaries: dict[str, StreamSummary] = {}
+
+    capabilities: ClassVar[list[CapabilitiesEnum]] = [
+        PluginCapabilities.ABOUT,
+        PluginCapabilities.STREAM_MAPS,
+        PluginCapabilities.FLATTENING,
+        PluginCapabilities.STRUCTURED_LOGGING,
+        TargetCapabilities.VALIDATE_RECORDS,
+        TargetCapabilities.HARD_DELETE,
+    ]
+
+    # -- shared services ---------------------------------------------------------------
     @cached_property
     def authenticator(self) -> CopernicaAuthenticator:
-        """One JWT for the whole run, shared by every sink."""
+        """One JWT for the whole run, shared by every sink (and a tap in the same process)."""
         return authenticator_from_config(
             self.config, user_agent=f"{self.name}/{self.plugin_version}"
         )
 
+    @cached_property
+    def session(self) -> CopernicaSession:
+        """Every request of the run, under the shared retry policy."""
+        return CopernicaSession(
+            api_url=str(self.config.get("api_url") or "https://api.copernica.com/v4"),
+            authenticator=self.authenticator,
+            policy=RetryPolicy.from_config(self.config),
+            timeout=float(self.config.get("request_timeout", 120)),
+            user_agent=f"{self.name}/{self.plugin_version}",
+            pool_size=self.settings.max_parallel_requests + 2,
+        )
+
+    @cached_property
+    def rejects(self) -> RejectedRecords:
+        """The rejected-records file."""
+        return RejectedRecords(self.settings.rejected_records_path, self.redact)
+
+    def redact(self, text: str) -> str:
+        """`text` without the API token or the JWT."""
+        return self.authenticator.redact(text)
+
+    def summary_for(self, stream: str) -> StreamSummary:
+        with self._lock:
+            if stream not in self._summaries:
+                self._summaries[stream] = StreamSummary(stream, dry_run=self.settings.dry_run)
+            return self._summaries[stream]
+
+    # -- destinations, read once per run -----------------------------------------------
+    def database(self, ref: str) -> Structure:
+        with self._lock:
+            if ref.casefold() not in self._databases:
+                structure = load_database(self.session, ref)
+                self._databases[ref.casefold()] = structure
+            return self._databases[ref.casefold()]
+
+    def collection(self, database: Structure, ref: str) -> Structure:
+        with self._lock:
+            key = (database.id, ref.casefold())
+            if key not in self._collections:
+                self._collections[key] = load_collection(self.session, database, ref)
+            return self._collections[key]
+
+    def key_index(self, database: Structure, key_fields: tuple[str, ...]) -> KeyIndex:
+        with self._lock:
+            key = (database.id, tuple(k.casefold() for k in key_fields))
+            if key not in self._indexes:
+                self._indexes[key] = KeyIndex(database, key_fields)
+            return self._indexes[key]
+
+    def ensure_index(self, index: KeyIndex) -> None:
+        """Read the index's keys at its first use (after parents have been written)."""
+        with self._lock:
+            if id(index) in self._loaded:
+                return
+            index.load(self.session)
+            self._loaded.add(id(index))
+
+    def create_fields(self, structure: Structure, wanted: dict[str, str]) -> None:
+        """Create missing fields (`create_missing_fields`); in a dry run only pretend."""
+        with self._lock:
+            for name, kind in wanted.items():
+                if structure.field_name(name):
+                    continue
+                if self.settings.dry_run:
+                    self.logger.info("Dry run: would create %s field '%s'.", kind, name)
+                else:
+                    self.session.request(
+                        "POST",
+                        f"{structure.kind}/{structure.id}/fields",
+                        body={"name": name, "type": kind},
+                    )
+                    self.logger.info(
+                        "Created %s field '%s' in %s '%s'.",
+                        kind,
+                        name,
+                        structure.kind,
+                        structure.name,
+                    )
+                structure.fields[name.casefold()] = kind
+                structure.names[name.casefold()] = name
+
+    def create_interest(self, database: Structure, name: str) -> str | None:
+        """Create a missing interest (`create_missing_fields`); returns its name."""
+        with self._lock:
+            known = database.interest_name(name)
+            if known is not None:
+                return known
+            if not name.strip():
+                return None
+            if not self.settings.dry_run:
+                self.session.request(
+                    "POST", f"database/{database.id}/interests", body={"name": name}
+                )
+            self.logger.info("Created interest '%s' in database '%s'.", name, database.name)
+            database.interests[name.casefold()] = name
+            return name
+
+    def drain_profile_sinks(self) -> None:
+        """Write pending profiles before subprofiles, which need their parents."""
+        for sink in list(self._sinks_active.values()):
+            if isinstance(sink, CopernicaSink) and not sink.route.collection:
+                self.drain_one(sink)
+
+    # -- end of the run ----------------------------------------------------------------
+    def process_endofpipe(self) -> None:
+        """Drain everything, log one summary line per stream, and set the exit status."""
+        super().process_endofpipe()
+        self.rejects.close()
+        for summary in self._summaries.values():
+            summary.finish()
+            self.logger.info(summary.line())
+        self.logger.info(
+            "Run: %d API requests, %d retries.", self.session.requests_sent, self.session.retries
+        )
+        rejected = self.rejects.total
+        if rejected:
+            self.logger.warning(
+                "%d record(s) could not be written; they are in %s with the reason.",
+                rejected,
+                self.rejects.path,
+            )
+        if rejected and self.settings.fail_on_rejected:
+            self.logger.error("Exiting with status %d: `fail_on_rejected` is on.", EXIT_REJECTED)
+            sys.exit(EXIT_REJECTED)
+
+
+logging.getLogger("target_copernica").setLevel(logging.INFO)
 
 if __name__ == "__main__":
     TargetCopernica.cli()

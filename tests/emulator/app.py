@@ -83,6 +83,8 @@ class App:
         response, authorized = self._answer(incoming, segments, expire=fault == "expire_jwt")
         if fault == "truncate":
             response = truncated(response)
+        if fault == "drop_after":
+            return Outcome(None, authorized)
         return Outcome(response, authorized)
 
     def _answer(

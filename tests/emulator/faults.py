@@ -11,6 +11,7 @@ from .messages import Response, error_response, text_response
 
 FAULT_KINDS = frozenset(
     {"html503", "gateway504", "ratelimit429", "reset", "truncate", "expire_jwt", "slow"}
+    | {"drop_after"}  # the request is handled, then the connection drops: the answer is lost
 )
 SLOW_SECONDS = 2.0
 

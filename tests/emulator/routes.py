@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from . import writes
+from . import imports, writes
 from .context import ApiContext, ApiRequest
 from .filters import Row, parse_conditions
 from .messages import INVALID_METHOD, Response, error_response, json_response
@@ -56,6 +56,10 @@ def _route(req: ApiRequest, ctx: ApiContext) -> Response:
     if head == "databases" and req.method == "GET":
         databases = list(store.databases.values())
         return _list(databases, req, lambda d: database_json(d, store.collections_of(d)))
+    if head == "imports" and req.method == "POST":
+        return imports.post_import(req, ctx)
+    if head == "import" and tail and req.method == "GET":
+        return imports.get_import(ctx, tail[0])
     # An unknown ID is reported before anything else about the path is checked.
     if head == "database":
         return _database(req, ctx, store.database(tail[0]), tail[1:])
@@ -113,6 +117,8 @@ def _database(req: ApiRequest, ctx: ApiContext, db: Database, tail: list[str]) -
         return writes.create_profile(req, ctx, db)
     if req.method == "PUT" and part == "profiles":
         return writes.upsert_profiles(req, ctx, db)
+    if req.method == "POST" and part in ("fields", "interests"):
+        return writes.create_structure(req, ctx, "database", db.id, part)
     raise ApiError(INVALID_METHOD)
 
 
@@ -129,6 +135,8 @@ def _collection(req: ApiRequest, ctx: ApiContext, col: Collection, tail: list[st
             return _list(rows, req, lambda s: subprofile_json(s, col, dataonly=dataonly))
         if part == "subprofileids":
             return json_response(list(col.live_ids))  # documented without any parameters
+    if req.method == "POST" and part == "fields":
+        return writes.create_structure(req, ctx, "collection", col.id, part)
     raise ApiError(INVALID_METHOD)
 
 
@@ -148,9 +156,11 @@ def _profile(req: ApiRequest, ctx: ApiContext, profile: Profile, tail: list[str]
         return writes.update_profile(req, ctx, profile, flat=False)
     if method in ("PUT", "POST") and tail == ["fields"]:
         return writes.update_profile(req, ctx, profile, flat=True)
-    if tail and tail[0] == "subprofiles" and method in ("GET", "POST"):
+    if tail and tail[0] == "subprofiles" and method in ("GET", "POST", "PUT"):
         if len(tail) < 2:
             raise missing_element(3)
+        if method == "PUT":
+            return writes.upsert_subprofiles(req, ctx, profile, tail[1])
         if method == "POST":
             return writes.create_subprofile(req, ctx, profile, tail[1])
         col = store.collection(tail[1])
@@ -160,6 +170,7 @@ def _profile(req: ApiRequest, ctx: ApiContext, profile: Profile, tail: list[str]
             if store.subprofile_rows[i].removed is None
             and store.subprofile_rows[i].collection_id == col.id
         ]
+        rows = _select(rows, req, ctx, col.fields)  # the `fields` filter works here too
         return _list(rows, req, lambda s: subprofile_json(s, col))
     raise ApiError(INVALID_METHOD)
 

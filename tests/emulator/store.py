@@ -68,6 +68,8 @@ class Store:
         self.subprofile_rows: dict[int, Subprofile] = {}
         self._counters: dict[str, int] = {}
         self._secrets = random.Random(f"secrets:{seed}")
+        #: State of optional emulator parts (bulk imports, write response style), by name.
+        self.extensions: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ clock
     def now(self) -> str:

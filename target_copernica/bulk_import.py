@@ -1,0 +1,191 @@
+"""The bulk write path: `POST /imports` with a JSON source, polled on `GET /import/{id}`.
+
+One import carries many profiles (contract f.3, f.5): action by load method (`update or
+add`, `update`, `add`), `keyFields` from the key fields, rows whose keys are all in the
+same order (the API refuses rows with another order). Imports run server-side and
+asynchronously; the target polls until `processedlines` reaches `totallines`, then checks
+that every row was processed. A failed import's rows go back to the API path (upserts and
+updates are idempotent; for appends only the rows the import did not process), so nothing
+is lost and nothing doubled. Only profiles with plain field values go this way:
+interests, deletes and subprofiles always use the API path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tap_copernica.errors import TransientAPIError
+from tap_copernica.http import CopernicaSession, RetryStopped, payload_of
+from target_copernica.api_writer import Destination, created_id
+from target_copernica.records import Item
+from target_copernica.settings import INSERT, UPDATE_ONLY, UPSERT
+from target_copernica.summary import StreamSummary
+
+logger = logging.getLogger("target_copernica.bulk_import")
+ACTIONS = {UPSERT: "update or add", UPDATE_ONLY: "update", INSERT: "add"}
+ROWS_PER_IMPORT = 5000
+RUNNING = frozenset(
+    {"ready for start", "queued", "scheduled", "running", "busy", "started", "processing"}
+)
+FIRST_POLL_SECONDS = 0.05
+MAX_POLL_SECONDS = 5.0
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(str(value).strip() or 0)
+    except ValueError:
+        return 0
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """How an import ended."""
+
+    import_id: str
+    processed: int
+    total: int
+    error: str  # "" when it succeeded
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+class BulkImporter:
+    """Writes items of one profile stream through imports."""
+
+    def __init__(
+        self,
+        *,
+        session: CopernicaSession,
+        destination: Destination,
+        load_method: str,
+        summary: StreamSummary,
+        timeout_seconds: float,
+        reject: Callable[[Item, str], None],
+    ) -> None:
+        self.session = session
+        self.dest = destination
+        self.load_method = load_method
+        self.summary = summary
+        self.timeout_seconds = timeout_seconds
+        self.reject = reject
+
+    @staticmethod
+    def eligible(item: Item) -> bool:
+        """Whether an item can go through an import (plain fields of a profile)."""
+        return not item.delete and item.interests is None
+
+    def write(self, items: list[Item]) -> list[Item]:
+        """Import the items; returns those to write through the API path instead."""
+        retry: list[Item] = []
+        by_columns: dict[tuple[str, ...], list[Item]] = {}
+        for item in items:
+            by_columns.setdefault(tuple(sorted(item.fields)), []).append(item)
+        for columns, group in by_columns.items():
+            for start in range(0, len(group), ROWS_PER_IMPORT):
+                retry.extend(self._import(list(columns), group[start : start + ROWS_PER_IMPORT]))
+        return retry
+
+    def _import(self, columns: list[str], items: list[Item]) -> list[Item]:
+        # Key fields first, then the rest, identically in every row (the API requires it).
+        ordered = [*self.dest.key_fields, *(c for c in columns if c not in self.dest.key_fields)]
+        body = {
+            "database": self.dest.structure.id,
+            "name": f"target-copernica {self.summary.stream}",
+            "action": ACTIONS[self.load_method],
+            "keyFields": list(self.dest.key_fields),
+            "source": [{c: item.fields.get(c, "") for c in ordered} for item in items],
+            "autostart": True,
+            "rebuild": False,
+            "followups": False,
+        }
+        self.summary.add("imports")
+        try:
+            response = self.session.request(
+                "POST", "imports", body=body, before_retry=self._may_resend
+            )
+        except RetryStopped as exc:
+            for item in items:
+                self.reject(
+                    item,
+                    f"the bulk import request failed ({exc}) in a way that may have reached "
+                    f"Copernica; an append-only import is not sent twice",
+                )
+            return []
+        _, import_id = created_id(response, "import")
+        result = self._wait(str(import_id))
+        if result.ok and result.total == len(items) and result.processed >= len(items):
+            self._count(items)
+            logger.info(
+                "Stream '%s': import %s loaded %d rows.", self.summary.stream, import_id, len(items)
+            )
+            return []
+        reason = result.error or f"it processed {result.processed} of {len(items)} rows"
+        # An append-only import added the rows it processed; the others go the API way.
+        done = result.processed if self.load_method == INSERT else 0
+        logger.warning(
+            "Stream '%s': import %s failed (%s); writing its %d remaining rows through the API.",
+            self.summary.stream,
+            import_id,
+            reason,
+            len(items) - done,
+        )
+        self._count(items[:done])
+        self.summary.add("import_fallbacks", len(items) - done)
+        return items[done:]
+
+    def _may_resend(self, exc: BaseException) -> bool:
+        """Upserts and updates may be imported twice; an append only when the server
+        surely did not take the first one (it answered 429 or an overload 5xx)."""
+        if self.load_method != INSERT:
+            return True
+        return (
+            isinstance(exc, TransientAPIError)
+            and exc.response is not None
+            and exc.response.status_code in (429, 502, 503, 504)
+        )
+
+    def _wait(self, import_id: str) -> ImportResult:
+        if not import_id or import_id == "0":
+            return ImportResult(import_id, 0, 0, "the API did not say which import it created")
+        deadline = time.monotonic() + self.timeout_seconds
+        wait = FIRST_POLL_SECONDS
+        while True:
+            time.sleep(wait)
+            info = payload_of(self.session.request("GET", f"import/{import_id}"))
+            info = (
+                info.get("data", info)
+                if isinstance(info, dict) and isinstance(info.get("data"), dict)
+                else info
+            )
+            status = str(info.get("status", "")).strip().lower()
+            total = _int(info.get("totallines"))
+            processed = _int(info.get("processedlines", info.get("processedLines")))
+            error = info.get("lasterror")
+            if error not in (None, False, "", "false"):
+                return ImportResult(import_id, processed, total, str(error))
+            if total and processed >= total and status not in RUNNING:
+                return ImportResult(import_id, processed, total, "")
+            if time.monotonic() >= deadline:
+                return ImportResult(
+                    import_id, processed, total, f"not finished after {self.timeout_seconds:.0f} s"
+                )
+            wait = min(MAX_POLL_SECONDS, wait * 1.5)
+
+    def _count(self, items: list[Item]) -> None:
+        index = self.dest.index
+        for item in items:
+            count = index.count(item.key)
+            if self.load_method == INSERT or count == 0:
+                self.summary.add("inserted")
+                index.add(item.key, 0)
+            else:
+                self.summary.add("updated")
+                if count > 1:
+                    self.summary.add("multiple_matches")

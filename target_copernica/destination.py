@@ -1,0 +1,240 @@
+"""What the target needs to know about a destination before its first write.
+
+- `Structure`: a database's (or collection's) fields and interests, read once per run; key
+  fields are checked against them, because the API silently ignores a selector condition on
+  an unknown field and would then update every profile (quirk 17).
+- `KeyIndex`: the key values of the database's profiles and their IDs, read once per run.
+  It finds profiles for deletes and subprofile parents, says whether an upsert will create
+  or update, reports keys that match several profiles, and tells whether a retried insert
+  already landed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from singer_sdk.exceptions import ConfigValidationError
+
+from tap_copernica.http import CopernicaSession, payload_of
+
+logger = logging.getLogger("target_copernica.destination")
+PAGE = 1000
+_NUMERIC = frozenset({"integer", "float", "foreign_key"})
+_EXACT = frozenset({"select", "date", "empty_date", "datetime", "empty_datetime"})
+
+Key = tuple[str, ...]
+
+
+def _rows(payload: Any) -> list[dict[str, Any]]:
+    if isinstance(payload, dict) and isinstance(payload.get("data"), list):
+        payload = payload["data"]
+    return [row for row in payload if isinstance(row, dict)] if isinstance(payload, list) else []
+
+
+def read_all(session: CopernicaSession, path: str) -> list[dict[str, Any]]:
+    """Every row of a small list resource (fields, interests, collections)."""
+    rows: list[dict[str, Any]] = []
+    while True:
+        page = _rows(
+            payload_of(
+                session.request("GET", path, params={"start": str(len(rows)), "limit": str(PAGE)})
+            )
+        )
+        rows.extend(page)
+        if len(page) < PAGE:
+            return rows
+
+
+@dataclass
+class Structure:
+    """Fields (name -> type) and interests of a database or collection."""
+
+    kind: str  # "database" or "collection"
+    id: str
+    name: str
+    fields: dict[str, str]  # casefolded name -> type
+    names: dict[str, str]  # casefolded name -> name as defined
+    interests: dict[str, str] = field(default_factory=dict)  # casefolded -> name
+
+    def field_name(self, name: str) -> str | None:
+        """The field's defined name (names match case-insensitively, like the API)."""
+        return self.names.get(name.casefold())
+
+    def field_type(self, name: str) -> str:
+        return self.fields.get(name.casefold(), "text")
+
+    def interest_name(self, name: str) -> str | None:
+        return self.interests.get(name.casefold())
+
+    def require_key_fields(self, key_fields: Sequence[str], stream: str) -> None:
+        """Refuse to start when a key field does not exist (it would match everything)."""
+        missing = [k for k in key_fields if self.field_name(k) is None]
+        if missing:
+            known = ", ".join(sorted(self.names.values())) or "(none)"
+            msg = (
+                f"Stream '{stream}': key field(s) {missing} do not exist in {self.kind} "
+                f"'{self.name}' (fields: {known}). Copernica ignores a selector on an unknown "
+                f"field and would update every profile, so nothing was written. Fix "
+                f"`key_fields` (or the route's `key_fields`)."
+            )
+            raise ConfigValidationError(msg, errors=[msg])
+
+    def normalize(self, name: str, value: str) -> str:
+        """A key value as the API compares it: numbers numerically, text case-insensitively."""
+        kind = self.field_type(name)
+        if kind in _NUMERIC:
+            try:
+                number = float(value.strip() or 0)
+            except ValueError:
+                return "0"
+            return repr(number)
+        if kind in _EXACT:
+            return value.strip()
+        return value.casefold()
+
+
+def _definitions(rows: Iterable[Mapping[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
+    types: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for row in rows:
+        name = str(row.get("name", ""))
+        if name:
+            types[name.casefold()] = str(row.get("type", "text")).lower()
+            names[name.casefold()] = name
+    return types, names
+
+
+def load_database(session: CopernicaSession, ref: str) -> Structure:
+    """A database's fields and interests (the database may be named by ID or name)."""
+    info = payload_of(session.request("GET", f"database/{ref}"))
+    database_id = str(info.get("ID") or info.get("id") or ref)
+    types, names = _definitions(read_all(session, f"database/{database_id}/fields"))
+    interests = {
+        str(row.get("name", "")).casefold(): str(row.get("name", ""))
+        for row in read_all(session, f"database/{database_id}/interests")
+    }
+    return Structure("database", database_id, str(info.get("name", ref)), types, names, interests)
+
+
+def load_collection(session: CopernicaSession, database: Structure, ref: str) -> Structure:
+    """A collection of `database`, by ID or name."""
+    for row in read_all(session, f"database/{database.id}/collections"):
+        if (
+            str(row.get("ID") or row.get("id")) == ref
+            or str(row.get("name", "")).casefold() == ref.casefold()
+        ):
+            collection_id = str(row.get("ID") or row.get("id"))
+            types, names = _definitions(read_all(session, f"collection/{collection_id}/fields"))
+            return Structure("collection", collection_id, str(row.get("name", ref)), types, names)
+    msg = f"Collection {ref!r} does not exist in database '{database.name}'."
+    raise ConfigValidationError(msg, errors=[msg])
+
+
+class KeyIndex:
+    """Key values -> profile IDs of one database (thread-safe)."""
+
+    def __init__(self, structure: Structure, key_fields: Sequence[str]) -> None:
+        self.structure = structure
+        self.key_fields = tuple(structure.field_name(k) or k for k in key_fields)
+        self._ids: dict[Key, list[int]] = {}
+        self._lock = threading.Lock()
+
+    def key_of(self, values: Mapping[str, str]) -> Key:
+        """The normalized key of API-ready values (by defined field name)."""
+        return tuple(self.structure.normalize(k, values.get(k, "")) for k in self.key_fields)
+
+    def load(self, session: CopernicaSession) -> None:
+        """Read every live profile's key fields (keyset paging on ID, 1000 per request)."""
+        after = 0
+        count = 0
+        while True:
+            params = [
+                ("orderby", "id"),
+                ("limit", str(PAGE)),
+                ("dataonly", "true"),
+                ("total", "false"),
+                ("fields[]", f"id>{after}"),
+            ]
+            rows = _rows(
+                payload_of(
+                    session.request("GET", f"database/{self.structure.id}/profiles", params=params)
+                )
+            )
+            for row in rows:
+                profile_id = int(row.get("ID") or row.get("id") or 0)
+                raw = row.get("fields")
+                fields: dict[str, Any] = raw if isinstance(raw, dict) else {}
+                values = {k: str(fields.get(k, "")) for k in self.key_fields}
+                self.add(self.key_of(values), profile_id)
+                after = max(after, profile_id)
+                count += 1
+            if len(rows) < PAGE:
+                break
+        logger.info("Read the keys of %d profiles of database '%s'.", count, self.structure.name)
+
+    def ids(self, key: Key) -> list[int]:
+        with self._lock:
+            return list(self._ids.get(key, ()))
+
+    def count(self, key: Key) -> int:
+        with self._lock:
+            return len(self._ids.get(key, ()))
+
+    def add(self, key: Key, profile_id: int) -> None:
+        """Remember a profile (ID 0: one exists, its ID unknown)."""
+        with self._lock:
+            ids = self._ids.setdefault(key, [])
+            if profile_id == 0 or profile_id not in ids:
+                ids.append(profile_id)
+
+    def replace(self, key: Key, ids: Sequence[int]) -> None:
+        with self._lock:
+            if ids:
+                self._ids[key] = list(ids)
+            else:
+                self._ids.pop(key, None)
+
+    def lookup(self, session: CopernicaSession, key: Key, values: Mapping[str, str]) -> list[int]:
+        """IDs of the profiles with this key; asks the API when the index holds unknown IDs."""
+        ids = self.ids(key)
+        if ids and 0 not in ids:
+            return ids
+        if not ids:
+            return []
+        found = find_profiles(session, self.structure.id, selector(self.key_fields, values))
+        self.replace(key, found)
+        return found
+
+
+def selector(key_fields: Sequence[str], values: Mapping[str, str]) -> list[tuple[str, str]]:
+    """`fields[]=<key>==<value>` conditions; requests URL-encodes each value (`==` → %3D%3D,
+    `&`, `%`, `+`, `#` …), which is all the escaping the API asks for."""
+    return [("fields[]", f"{name}=={values.get(name, '')}") for name in key_fields]
+
+
+def find_profiles(
+    session: CopernicaSession, database_id: str, conditions: list[tuple[str, str]]
+) -> list[int]:
+    """IDs of the live profiles matching a selector."""
+    params = [*conditions, ("limit", str(PAGE)), ("dataonly", "true"), ("total", "false")]
+    rows = _rows(
+        payload_of(session.request("GET", f"database/{database_id}/profiles", params=params))
+    )
+    return [int(row.get("ID") or row.get("id") or 0) for row in rows]
+
+
+def find_subprofiles(
+    session: CopernicaSession,
+    profile_id: int,
+    collection_id: str,
+    conditions: list[tuple[str, str]],
+) -> list[int]:
+    """IDs of a profile's live subprofiles in a collection matching a selector."""
+    params = [*conditions, ("limit", str(PAGE)), ("total", "false")]
+    path = f"profile/{profile_id}/subprofiles/{collection_id}"
+    rows = _rows(payload_of(session.request("GET", path, params=params)))
+    return [int(row.get("ID") or row.get("id") or 0) for row in rows]

@@ -1,0 +1,229 @@
+"""From a Singer record to a write: field values in the API's format, interests, the key.
+
+Two record shapes are accepted:
+- flat: `{"email": "a@b.nl", "firstname": "Anna", "interests": ["news"]}`;
+- the tap's own profile shape: `{"ID": 1, "fields": {...}, "interests": [...], ...}`, so the
+  tap's output loads back unchanged (its other properties describe the source row and are
+  not written).
+Values are converted with the destination field's writer from `tap_copernica.fields`.
+A record that cannot be written raises `Rejected` with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tap_copernica.fields import field_type
+from target_copernica.destination import Key, Structure
+from target_copernica.settings import Route
+
+DELETED_AT = "_sdc_deleted_at"
+TAP_SHAPE_META = frozenset(
+    {
+        "ID",
+        "id",
+        "database_id",
+        "collection_id",
+        "profile",
+        "secret",
+        "created",
+        "modified",
+        "removed",
+    }
+)
+#: Names Copernica accepts for new fields: a letter, then letters, digits, underscores.
+FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+RESERVED_FIELD_NAMES = frozenset({"id", "code"})
+
+Interests = list[str] | dict[str, int]
+
+
+class Rejected(Exception):  # noqa: N818 (an outcome, reported per record)
+    """The record cannot be written; `reason` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Item:
+    """One record, ready to write."""
+
+    seq: int
+    record: dict[str, Any]
+    delete: bool
+    fields: dict[str, str]  # defined field name -> API value (key fields included)
+    interests: Interests | None
+    key_values: dict[str, str]  # defined key field name -> API value
+    key: Key
+    parent_values: dict[str, str] | None = None  # subprofiles: parent key field -> value
+    parent_key: Key | None = None
+
+    @property
+    def group(self) -> tuple[Key | None, Key]:
+        """Records in one group are written one after another, in input order."""
+        return (self.parent_key, self.key)
+
+
+def _is_deleted(record: Mapping[str, Any]) -> bool:
+    value = record.get(DELETED_AT)
+    return value not in (None, "", False)
+
+
+class RecordMapper:
+    """Maps the records of one stream onto one destination."""
+
+    def __init__(
+        self,
+        *,
+        stream: str,
+        route: Route,
+        structure: Structure,
+        parent: Structure | None,
+        tz: ZoneInfo,
+        ensure_interest: Callable[[str], str | None] | None = None,
+    ) -> None:
+        self.stream = stream
+        self.route = route
+        self.structure = structure
+        self.parent = parent
+        self.tz = tz
+        self.key_fields = tuple(structure.field_name(k) or k for k in route.key_fields)
+        self._ensure_interest = ensure_interest
+        self.parent_field = (
+            parent.field_name(route.parent_key_field or "") if parent is not None else None
+        )
+
+    # -- values ------------------------------------------------------------------------
+    def _source_values(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        nested = record.get("fields")
+        if isinstance(nested, dict) and self.structure.field_name("fields") is None:
+            return dict(nested)  # the tap's shape
+        skip = {"interests", self.route.parent_key_property}
+        return {
+            k: v
+            for k, v in record.items()
+            if not k.startswith("_sdc_") and k not in skip and not self._is_meta(k, record)
+        }
+
+    @staticmethod
+    def _is_meta(name: str, record: Mapping[str, Any]) -> bool:
+        return isinstance(record.get("fields"), dict) and name in TAP_SHAPE_META
+
+    def convert(self, structure: Structure, name: str, value: Any) -> str:
+        """One value in the API's format for the field's type (Rejected if it cannot be)."""
+        kind = structure.field_type(name)
+        if isinstance(value, (dict, list)):
+            if kind in ("text", "big"):
+                return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            msg = f"field '{name}': an {type(value).__name__} cannot be written to a {kind} field"
+            raise Rejected(msg)
+        try:
+            return field_type(kind).write(value, self.tz)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise Rejected(
+                f"field '{name}': {value!r} is not a valid {kind} value ({exc})"
+            ) from None
+
+    def _interests(self, record: Mapping[str, Any]) -> Interests | None:
+        if self.structure.kind != "database" or "interests" not in record:
+            return None
+        raw = record["interests"]
+        if raw is None:
+            return None
+        if isinstance(raw, list):
+            return [self._interest(str(name)) for name in raw]
+        if isinstance(raw, dict):
+            return {self._interest(str(name)): 1 if flag else 0 for name, flag in raw.items()}
+        msg = "`interests` must be a list of names or an object of name -> true/false"
+        raise Rejected(msg)
+
+    def _interest(self, name: str) -> str:
+        known = self.structure.interest_name(name)
+        if known is None and self._ensure_interest is not None:
+            known = self._ensure_interest(name)
+        if known is None:
+            msg = (
+                f"interest '{name}' does not exist in database '{self.structure.name}' "
+                f"(enable `create_missing_fields` to create it)"
+            )
+            raise Rejected(msg)
+        return known
+
+    # -- the record --------------------------------------------------------------------
+    def map(self, seq: int, record: dict[str, Any]) -> Item:
+        """The write for one record; raises Rejected."""
+        values = self._source_values(record)
+        unknown = sorted(k for k in values if self.structure.field_name(k) is None)
+        if unknown:
+            msg = (
+                f"field(s) {unknown} do not exist in {self.structure.kind} "
+                f"'{self.structure.name}' (enable `create_missing_fields`, or drop them "
+                f"with `stream_maps`)"
+            )
+            raise Rejected(msg)
+        fields: dict[str, str] = {}
+        for name, value in values.items():
+            defined = self.structure.field_name(name) or name
+            fields[defined] = self.convert(self.structure, defined, value)
+        key_values: dict[str, str] = {}
+        for name in self.key_fields:
+            value = fields.get(name, "")
+            if value.strip() == "":
+                raise Rejected(f"key field '{name}' is missing or empty")
+            key_values[name] = value
+        key = tuple(self.structure.normalize(k, v) for k, v in key_values.items())
+        item = Item(
+            seq=seq,
+            record=record,
+            delete=_is_deleted(record),
+            fields=fields,
+            interests=None,
+            key_values=key_values,
+            key=key,
+        )
+        if not item.delete:
+            item.interests = self._interests(record)
+        if self.parent is not None:
+            item.parent_values, item.parent_key = self._parent(record)
+        return item
+
+    def _parent(self, record: Mapping[str, Any]) -> tuple[dict[str, str], Key]:
+        prop = self.route.parent_key_property or ""
+        assert self.parent is not None
+        name = self.parent_field or ""
+        raw = record.get(prop)
+        if raw in (None, ""):
+            raise Rejected(f"parent key property '{prop}' is missing or empty")
+        value = self.convert(self.parent, name, raw)
+        return {name: value}, (self.parent.normalize(name, value),)
+
+
+def new_field_type(schema: Mapping[str, Any]) -> str:
+    """The Copernica type for a new field, from the property's JSON Schema."""
+    types = schema.get("type", "string")
+    kinds = {types} if isinstance(types, str) else set(types)
+    fmt = schema.get("format")
+    if "integer" in kinds or "boolean" in kinds:
+        return "integer"
+    if "number" in kinds:
+        return "float"
+    if fmt == "date":
+        return "empty_date"
+    if fmt == "date-time":
+        return "empty_datetime"
+    max_length = schema.get("maxLength")
+    if isinstance(max_length, int) and max_length > 255:
+        return "big"
+    return "text"
+
+
+def creatable(name: str) -> bool:
+    """Whether Copernica accepts `name` for a new field."""
+    return FIELD_NAME.fullmatch(name) is not None and name.lower() not in RESERVED_FIELD_NAMES

@@ -1,0 +1,54 @@
+"""Per-stream counters and the summary line logged at the end of a run."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+#: Counters in the order the summary shows them.
+COUNTERS = (
+    "inserted",
+    "updated",
+    "deleted",
+    "rejected",
+    "not_found",
+    "multiple_matches",
+    "deletes_skipped",
+    "imports",
+    "import_fallbacks",
+)
+
+
+class StreamSummary:
+    """What happened to one stream's records (thread-safe)."""
+
+    def __init__(self, stream: str, *, dry_run: bool = False) -> None:
+        self.stream = stream
+        self.dry_run = dry_run
+        self.counts: Counter[str] = Counter()
+        self.started = time.monotonic()
+        self.seconds = 0.0
+        self._lock = threading.Lock()
+
+    def add(self, counter: str, amount: int = 1) -> None:
+        with self._lock:
+            self.counts[counter] += amount
+
+    def __getitem__(self, counter: str) -> int:
+        with self._lock:
+            return self.counts[counter]
+
+    def finish(self) -> None:
+        """Stop the clock (the first call counts)."""
+        if not self.seconds:
+            self.seconds = time.monotonic() - self.started
+
+    def line(self) -> str:
+        """One line: `stream 'x': inserted=3 updated=1 ... seconds=0.4`."""
+        with self._lock:
+            parts = [f"{name}={self.counts[name]}" for name in COUNTERS]
+        prefix = "dry run, would have " if self.dry_run else ""
+        return (
+            f"Stream '{self.stream}': {prefix}" + " ".join(parts) + f" seconds={self.seconds:.1f}"
+        )
