@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -488,3 +489,28 @@ def test_tap_profiles_load_into_an_empty_database_unchanged(tmp_path: Path) -> N
             p["fields"]["email"]: (p["fields"], p["interests"]) for p in dest.store.profiles("Copy")
         }
         assert copied == original
+
+
+def test_requests_run_in_parallel_up_to_the_limit(tmp_path: Path) -> None:
+    with Emulator(seed=3, profiles_per_database=5) as emu:
+        add_warehouse(emu)
+        emu.faults.latency_ms = 40
+        timings = {}
+        for parallel in (1, 8):
+            config = target_config(emu, tmp_path, max_parallel_requests=parallel)
+            started = time.monotonic()
+            run_target(config, customer_messages(customers(24, offset=parallel * 100)))
+            timings[parallel] = time.monotonic() - started
+        # 24 writes of >= 40 ms each: about 1 s one by one, a few rounds of 8 in parallel.
+        assert timings[1] > 0.9
+        assert timings[8] < timings[1] / 2.5
+
+
+def test_retry_after_is_honoured_on_writes(emu: Emulator, tmp_path: Path) -> None:
+    emu.faults.add("ratelimit429", path=r"/database/4/profiles$", times=1, after=1)
+    config = target_config(emu, tmp_path, retry_initial_wait_ms=0)
+    result = run_target(config, customer_messages(customers(1)))
+    assert result.summary("customers") == {"inserted": 1}
+    puts = [r for r in emu.requests if r.method == "PUT"]
+    assert [r.status for r in puts] == [429, 201]
+    assert puts[1].at - puts[0].at >= 0.75, "waited about the 1 s Retry-After"

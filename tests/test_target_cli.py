@@ -1,0 +1,70 @@
+"""target-copernica as Meltano runs it: the console script, its exit status, its settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from tests.emulator import Emulator
+from tests.singer import REPO, run_cli, script
+from tests.test_plugin_definitions import about, own_settings
+from tests.test_target_helpers import (
+    CUSTOMER_SCHEMA,
+    add_warehouse,
+    records,
+    schema,
+    state,
+    target_config,
+)
+
+
+def test_cli_loads_reports_and_exits_2_on_rejects_without_leaking_secrets(
+    tmp_path: Path,
+) -> None:
+    with Emulator(seed=3, profiles_per_database=5) as emu:
+        add_warehouse(emu)
+        rows = [{"email": "a@example.nl", "score": 1}, {"firstname": "no key"}]
+        messages = [
+            schema("customers", CUSTOMER_SCHEMA),
+            *records("customers", rows),
+            state({"bookmarks": {"customers": "x"}}),
+        ]
+        config = target_config(emu, tmp_path, fail_on_rejected=True)
+        result = run_cli(
+            script("target-copernica"),
+            [],
+            config=config,
+            tmp_path=tmp_path,
+            stdin="".join(json.dumps(m) + "\n" for m in messages),
+        )
+        assert result.exit_code == 2
+        assert result.states == [{"bookmarks": {"customers": "x"}}]
+        assert "Stream 'customers': inserted=1 updated=0 deleted=0 rejected=1" in result.stderr
+        assert [p["fields"]["email"] for p in emu.store.profiles("Warehouse")] == ["a@example.nl"]
+        rejected = (tmp_path / "rejected.jsonl").read_text()
+        for text in (result.stderr, rejected):
+            assert emu.api_token not in text
+            assert "Bearer " not in text
+
+
+def test_meltano_definition_lists_every_target_setting_with_its_kind() -> None:
+    kinds = {"string": "string", "integer": "integer", "boolean": "boolean", "array": "array"}
+    kinds["object"] = "object"
+    settings = own_settings(about("target-copernica"))
+    settings |= {
+        k: v
+        for k, v in about("target-copernica")["settings"]["properties"].items()
+        if k in ("load_method", "batch_size_rows", "hard_delete", "validate_records")
+    }
+    project = yaml.safe_load((REPO / "meltano.yml").read_text())
+    loader = next(p for p in project["plugins"]["loaders"] if p["name"] == "target-copernica")
+    by_name = {s["name"]: s for s in loader["settings"]}
+    assert set(by_name) == set(settings)
+    for name, spec in settings.items():
+        types = [t for t in spec["type"] if t != "null"]
+        expected = "options" if "enum" in spec else kinds[types[0]]
+        assert by_name[name]["kind"] == expected, name
+        assert bool(by_name[name].get("sensitive")) == bool(spec.get("secret")), name
+    assert set(loader["capabilities"]) == set(about("target-copernica")["capabilities"])
