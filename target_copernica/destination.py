@@ -199,12 +199,11 @@ class KeyIndex:
                 self._ids.pop(key, None)
 
     def lookup(self, session: CopernicaSession, key: Key, values: Mapping[str, str]) -> list[int]:
-        """IDs of the profiles with this key; asks the API when the index holds unknown IDs."""
+        """IDs of the profiles with this key; asks the API when the index does not know
+        them (unknown IDs after an import, or a profile written by someone else)."""
         ids = self.ids(key)
         if ids and 0 not in ids:
             return ids
-        if not ids:
-            return []
         found = find_profiles(session, self.structure.id, selector(self.key_fields, values))
         self.replace(key, found)
         return found

@@ -12,6 +12,7 @@ import requests
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_copernica.auth import CopernicaAuthenticator
+from target_copernica import bulk_import
 from tests.conftest import config_for
 from tests.emulator import Emulator
 from tests.emulator.imports import KEY_ORDER_ERROR, registry
@@ -443,6 +444,8 @@ def test_ten_percent_faults_every_record_lands_exactly_once(
         emails = Counter(p["fields"]["email"] for p in emu.store.profiles("Warehouse"))
         assert len(emails) == 40
         assert set(emails.values()) == {1}
+        counts = result.summary("customers")
+        assert counts.get("inserted", 0) + counts.get("updated", 0) == 40
         orders = orders_by_parent(emu)
         assert sum(len(v) for v in orders.values()) == 30
         assert len({o for v in orders.values() for o, _ in v}) == 30
@@ -514,3 +517,21 @@ def test_retry_after_is_honoured_on_writes(emu: Emulator, tmp_path: Path) -> Non
     puts = [r for r in emu.requests if r.method == "PUT"]
     assert [r.status for r in puts] == [429, 201]
     assert puts[1].at - puts[0].at >= 0.75, "waited about the 1 s Retry-After"
+
+
+def test_a_large_load_goes_through_chunked_imports_and_reruns_as_updates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bulk_import, "ROWS_PER_IMPORT", 300)
+    with Emulator(seed=3, profiles_per_database=5) as emu:
+        add_warehouse(emu)
+        config = target_config(emu, tmp_path, bulk_threshold_rows=500, batch_size_rows=1000)
+        first = run_target(config, customer_messages(customers(1200)))
+        assert first.summary("customers") == {"inserted": 1200, "imports": 4}
+        second = run_target(config, customer_messages(customers(1200)))
+        assert second.summary("customers") == {"updated": 1200, "imports": 4}
+        assert len(emu.store.profiles("Warehouse")) == 1200
+        key_reads = [r for r in emu.requests if r.method == "GET" and r.path.endswith("/profiles")]
+        assert len(key_reads) == 1 + 2, "keys read once per run, 1000 per request"
+        puts = [r for r in emu.requests if r.method == "PUT"]
+        assert len(puts) == 2 * 200, "only the last, small batch of each run went per record"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -25,7 +26,10 @@ def test_cli_loads_reports_and_exits_2_on_rejects_without_leaking_secrets(
 ) -> None:
     with Emulator(seed=3, profiles_per_database=5) as emu:
         add_warehouse(emu)
-        rows = [{"email": "a@example.nl", "score": 1}, {"firstname": "no key"}]
+        rows: list[dict[str, Any]] = [
+            {"email": "a@example.nl", "score": 1},
+            {"firstname": "no key"},
+        ]
         messages = [
             schema("customers", CUSTOMER_SCHEMA),
             *records("customers", rows),
