@@ -25,7 +25,14 @@ def about(executable: str) -> dict[str, Any]:
 
 def own_settings(about_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The plugin's own settings (the SDK adds stream_maps, flattening, batch, ...)."""
-    builtin = ("stream_map", "flattening", "batch_config", "faker", "emit_activate", "add_record")
+    builtin: tuple[str, ...] = (
+        "stream_map",
+        "flattening",
+        "batch_config",
+        "faker",
+        "emit_activate",
+        "add_record",
+    )
     builtin += ("load_method", "batch_size", "hard_delete", "validate_records", "process_")
     return {
         name: spec
