@@ -410,9 +410,12 @@ def test_no_state_is_emitted_when_writes_did_not_happen(emu: Emulator, tmp_path:
     assert profiles_by_email(emu) == {}
 
 
-@pytest.mark.parametrize("load_method", ["upsert", "append-only"])
+@pytest.mark.parametrize(
+    ("load_method", "write_path"),
+    [("upsert", "api"), ("append-only", "api"), ("upsert", "bulk")],
+)
 def test_ten_percent_faults_every_record_lands_exactly_once(
-    tmp_path: Path, load_method: str
+    tmp_path: Path, load_method: str, write_path: str
 ) -> None:
     with Emulator(seed=3, profiles_per_database=5) as emu:
         add_warehouse(emu)
@@ -432,6 +435,7 @@ def test_ten_percent_faults_every_record_lands_exactly_once(
             emu,
             tmp_path,
             load_method=load_method,
+            write_path=write_path,
             stream_routes=ORDERS_ROUTE,
             max_retries=8,
             retry_initial_wait_ms=5,
@@ -446,6 +450,7 @@ def test_ten_percent_faults_every_record_lands_exactly_once(
         assert set(emails.values()) == {1}
         counts = result.summary("customers")
         assert counts.get("inserted", 0) + counts.get("updated", 0) == 40
+        assert counts.get("imports", 0) == (1 if write_path == "bulk" else 0)
         orders = orders_by_parent(emu)
         assert sum(len(v) for v in orders.values()) == 30
         assert len({o for v in orders.values() for o, _ in v}) == 30
