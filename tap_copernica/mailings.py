@@ -1,10 +1,408 @@
 """Marketing Suite and Publisher mailings, destinations, statistics and events (issue 4).
 
-`MAILING_SPECS` is registered in `tap.py`; this module fills it.
+Four kinds of stream, declared in `MAILING_SPECS` (registered in `tap.py`):
+- catalogue lists (scheduled emailings, templates, documents): `CatalogueStream`, full table;
+- emailings, per-emailing destinations and the event streams: `WindowedStream`, incremental
+  on their timestamp, read in closed time windows (`windows.py`) with the API's own
+  date-range filters;
+- per-emailing objects (statistics, snapshot): `EmailingObjectStream`, one record per
+  emailing, read again every run (the counters keep changing).
+
+Emailing-scoped streams have one partition per emailing: every emailing of the product, or
+those named in `emailing_ids` ("ms:<id>" / "publisher:<id>"). With `emailing_ids` set, the
+event streams read the per-emailing endpoints of just those emailings instead of the
+account-wide ones.
+
+Events without an `ID` of their own get one: the SHA-1 of the row's fields (sorted JSON),
+so a replayed event gets the same key.
 """
 
 from __future__ import annotations
 
-from tap_copernica.streams import StreamSpec
+import datetime
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
-MAILING_SPECS: tuple[StreamSpec, ...] = ()
+from singer_sdk.exceptions import ConfigValidationError
+
+from tap_copernica.client import payload_of, rows_of
+from tap_copernica.errors import CopernicaPagingError
+from tap_copernica.streams import ListStream, ObjectStream, RecordShape, StreamSpec, to_int
+from tap_copernica.timeutil import api_to_datetime, parse_instant
+from tap_copernica.windows import Window, WindowBookmark, horizon_of, in_window
+
+if TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context
+
+PRODUCTS = ("ms", "publisher")
+EVENT_KINDS = ("deliveries", "impressions", "clicks", "errors", "unsubscribes", "abuses")
+DEFAULT_WINDOW_DAYS = 7
+
+
+def selected_emailings(config: Mapping[str, Any], product: str) -> list[int] | None:
+    """IDs of `product` named in `emailing_ids` ("ms:12", "publisher:34"); None when unset."""
+    entries = config.get("emailing_ids")
+    if not entries:
+        return None
+    ids: list[int] = []
+    for entry in entries:
+        prefix, _, number = str(entry).strip().partition(":")
+        if prefix.strip().lower() not in PRODUCTS or not number.strip().isdigit():
+            msg = (
+                f"`emailing_ids`: {entry!r} is not '<product>:<emailing ID>'; use e.g. "
+                f"'ms:123' for a Marketing Suite emailing or 'publisher:45' for Publisher."
+            )
+            raise ConfigValidationError(msg, errors=[msg])
+        if prefix.strip().lower() == product:
+            ids.append(int(number))
+    return ids
+
+
+def event_key(row: dict[str, Any]) -> str:
+    """The row's own `ID`, or a deterministic one derived from all its fields."""
+    own = row.get("ID", row.get("id"))
+    if own not in (None, ""):
+        return str(own)
+    canonical = json.dumps(row, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(canonical.encode(), usedforsecurity=False).hexdigest()
+
+
+class MailingStream(ObjectStream):
+    """Shared by the streams of this module: product, renames, emailing partitions."""
+
+    product: ClassVar[str]
+    #: API field -> record field (the same join columns for both products)
+    renames: ClassVar[dict[str, str]] = {}
+    #: per-emailing path, used for partitions when `emailing_ids` is set (event streams)
+    emailing_path: ClassVar[str | None] = None
+    #: whether the stream is read per emailing (partitions) in any case
+    per_emailing: ClassVar[bool] = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        selected_emailings(self.config, self.product)  # a malformed entry fails discovery
+
+    def get_url(self, context: Context | None) -> str:
+        """The per-emailing endpoint for an emailing partition, else the stream's path."""
+        if context and "emailing_id" in context and self.emailing_path:
+            return self.url_base + self.emailing_path.format(emailing_id=context["emailing_id"])
+        return super().get_url(context)
+
+    def get_url_params(self, context: Context | None, next_page_token: Any) -> dict[str, Any]:
+        """The page's parameters exactly as planned by the reader."""
+        return dict(next_page_token or {})
+
+    @property
+    def partitions(self) -> list[dict[str, Any]] | None:
+        """One partition per emailing for per-emailing streams, or with `emailing_ids`."""
+        if self.per_emailing:
+            wanted = selected_emailings(self.config, self.product)
+            ids = wanted if wanted is not None else self._emailings_stream().emailing_ids()
+            return [{"emailing_id": i} for i in ids]
+        if self.emailing_path:
+            wanted = selected_emailings(self.config, self.product)
+            return None if wanted is None else [{"emailing_id": i} for i in wanted]
+        return None
+
+    def _emailings_stream(self) -> EmailingsStream:
+        stream = self.tap.streams[f"{self.product}_emailings"]
+        assert isinstance(stream, EmailingsStream)
+        return stream
+
+    def post_process(
+        self, row: dict[str, Any], context: Context | None = None
+    ) -> dict[str, Any] | None:
+        """Renames, then IDs and timestamps as for every stream.
+
+        The SDK adds the partition's `emailing_id` to each record afterwards.
+        """
+        for old, new in self.renames.items():
+            if old in row:
+                row[new] = row.pop(old)
+        return super().post_process(row, context)
+
+
+class CatalogueStream(MailingStream, ListStream):
+    """A small list read in full every run (templates, documents, scheduled emailings)."""
+
+    #: fixed query parameters (e.g. `source=false`: documents without their HTML)
+    params: ClassVar[dict[str, str]] = {}
+
+    def get_url_params(self, context: Context | None, next_page_token: Any) -> dict[str, Any]:
+        """start/limit from the paginator plus the stream's fixed parameters."""
+        return {**ListStream.get_url_params(self, context, next_page_token), **self.params}
+
+
+class EmailingObjectStream(MailingStream):
+    """One object per emailing (statistics, snapshot), with the emailing's ID injected."""
+
+    per_emailing = True
+
+
+class WindowedStream(MailingStream):
+    """Immutable timestamped rows, read in closed windows with the API's range filters."""
+
+    # Records leave in window order and `WindowBookmark` writes the STATE entry itself.
+    is_sorted = True
+    check_sorted = False
+    #: "begintime" (MS events), "fromdate" (emailing lists) or "fields" (`fields[]` filters)
+    filter_style: ClassVar[str]
+    #: whether windows are `event_window_days` long (else: one window per run)
+    windowed: ClassVar[bool] = True
+    _horizon: datetime.datetime | None = None
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        """Every row of the windows between the bookmark and the run's horizon."""
+        bookmark = WindowBookmark(
+            self.get_context_state(context), self.tap.timezone, str(self.replication_key)
+        )
+        floor = self._floor(context)
+        if floor is None and bookmark.bookmark() is None and self._needs_floor:
+            return  # no emailing yet, so no events
+        horizon = self._run_horizon(context)
+        days = int(self.config.get("event_window_days") or DEFAULT_WINDOW_DAYS)
+        for window in bookmark.windows(floor, horizon, days if self.windowed else None):
+            yield from self._read_window(context, bookmark, window)
+            bookmark.completed(window)
+            self._flush_state()
+
+    # -- where to start and stop -----------------------------------------------------------
+    @property
+    def _needs_floor(self) -> bool:
+        return self.filter_style != "fromdate" and self.replication_key == "timestamp"
+
+    def _floor(self, context: Context | None) -> datetime.datetime | None:
+        """A first run starts at `start_date`, else (events) at the product's first emailing:
+        no event predates its emailing. Emailings and destinations start at the beginning."""
+        start_date = self.config.get("start_date")
+        if start_date:
+            return parse_instant(str(start_date), self.tap.timezone)
+        if not self._needs_floor:
+            return None
+        return self._emailings_stream().first_timestamp()
+
+    def _run_horizon(self, context: Context | None) -> datetime.datetime:
+        """The server's time (minus `lookback_seconds`) at the stream's first request."""
+        if self._horizon is None:
+            probe = self.fetch(context, {**self._params(Window(None, _EPOCH), 0), "limit": 1})
+            self._horizon = horizon_of(probe.headers.get("Date"), self.tap.lookback_seconds)
+        return self._horizon
+
+    # -- one window ------------------------------------------------------------------------
+    def _params(self, window: Window, offset: int) -> dict[str, Any]:
+        low, high = window.local(self.tap.timezone)
+        params: dict[str, Any] = {"start": offset, "limit": self.tap.page_size, "total": "false"}
+        if self.filter_style == "begintime":
+            params |= {"endtime": high} | ({} if low is None else {"begintime": low})
+        elif self.filter_style == "fromdate":
+            params |= {"todate": high} | ({} if low is None else {"fromdate": low})
+        else:
+            key = self.replication_key
+            filters = [f"{key}<{high}"] + ([] if low is None else [f"{key}>={low}"])
+            params["fields[]"] = filters
+        return params
+
+    def _read_window(
+        self, context: Context | None, bookmark: WindowBookmark, window: Window
+    ) -> Iterable[dict[str, Any]]:
+        low, high = window.local(self.tap.timezone)
+        offset = window.offset
+        seen: set[str] = set()
+        size = self.tap.page_size
+        while True:
+            response = self.fetch(context, self._params(window, offset))
+            rows = [r for r in rows_of(payload_of(response)) if isinstance(r, dict)]
+            for row in rows:
+                inside = in_window(row.get(self.replication_key), low, high)
+                if inside is None:
+                    raise CopernicaPagingError(
+                        self.name,
+                        f"the API returned a row stamped {row.get(self.replication_key)!r} "
+                        f"for the range [{low}, {high}]",
+                    )
+                key = event_key(row)
+                if not inside or key in seen:
+                    continue  # stamped at the window's end: it belongs to the next window
+                seen.add(key)
+                row["ID"] = key if self.string_ids else row.get("ID", row.get("id"))
+                row.pop("id", None)
+                yield row
+            offset += len(rows)
+            if len(rows) < size:
+                return
+            bookmark.progress(window, offset)
+            self._flush_state()
+
+    #: whether `ID` is kept as a string (events, hashes) rather than converted to a number
+    string_ids: ClassVar[bool] = True
+
+    def _flush_state(self) -> None:
+        """Send a STATE message now (after the records it covers)."""
+        self.state_manager.is_flushed = False
+        self._write_state_message()
+
+    def get_replication_key_signpost(self, context: Context | None = None) -> None:
+        """No signpost: the bookmark only ever holds ends of completed windows."""
+        return
+
+    def _increment_stream_state(
+        self, latest_record: dict[str, Any], *, context: Context | None = None
+    ) -> None:
+        """Deliberately empty: `WindowBookmark` moves the bookmark per page and window.
+
+        The SDK would copy each record's timestamp into the state, which would lose the
+        in-window position (pinned singer-sdk range, as for `ProfileStream`).
+        """
+
+
+class EmailingsStream(WindowedStream):
+    """The product's emailings (`fromdate`/`todate`); also lists them for other streams."""
+
+    filter_style = "fromdate"
+    windowed = False
+    string_ids = False
+
+    def _all_rows(self) -> list[dict[str, Any]]:
+        if self._cache is None:
+            rows: list[dict[str, Any]] = []
+            size = self.tap.page_size
+            while True:
+                params = {"start": len(rows), "limit": size, "total": "false"}
+                page = rows_of(payload_of(self.fetch(None, params)))
+                rows += [r for r in page if isinstance(r, dict)]
+                if len(page) < size:
+                    break
+            self._cache = rows
+        return self._cache
+
+    _cache: list[dict[str, Any]] | None = None
+
+    def emailing_ids(self) -> list[int]:
+        """Every emailing of the product, in the API's order."""
+        ids = (to_int(r.get("id", r.get("ID"))) for r in self._all_rows())
+        return [i for i in ids if i is not None]
+
+    def first_timestamp(self) -> datetime.datetime | None:
+        """When the product's first emailing was sent (None: no emailings)."""
+        stamps = []
+        for row in self._all_rows():
+            try:
+                parsed = api_to_datetime(str(row.get("timestamp") or ""), self.tap.timezone)
+            except ValueError:
+                parsed = None
+            if parsed is not None:
+                stamps.append(parsed)
+        return min(stamps) if stamps else None
+
+
+#: Bound of the probe request whose only purpose is the server's `Date` (an empty answer).
+_EPOCH = datetime.datetime(1970, 1, 2, tzinfo=datetime.timezone.utc)
+
+
+# -- the stream table ------------------------------------------------------------------------
+_COUNTS = ("destinations", "testgroups", "clicks", "impressions", "errors")
+_ITERATIONS = ("processed_iterations", "scheduled_iterations")
+_STAT_SHAPE = RecordShape(integers=("destinations",))
+_EVENT_INTEGERS = ("emailing", "profile", "subprofile")
+
+
+def _product_specs(product: str) -> tuple[StreamSpec, ...]:
+    base = f"/{product}"
+    counters = ("ID", "template", "document", "finalgroup", "unsubscribes", "abuses", *_COUNTS)
+    specs: list[StreamSpec] = [
+        StreamSpec(
+            f"{product}_emailings",
+            f"{base}/emailings",
+            EmailingsStream,
+            shape=RecordShape(integers=counters, timestamps=("timestamp",)),
+            extra={"product": product, "replication_key": "timestamp"},
+        ),
+        StreamSpec(
+            f"{product}_scheduled_emailings",
+            f"{base}/scheduledemailings",
+            CatalogueStream,
+            shape=RecordShape(
+                integers=("ID", "template", "document", "testgroups", "iterations", *_ITERATIONS),
+                timestamps=("start", "next", "previous"),
+            ),
+            extra={"product": product},
+        ),
+        StreamSpec(
+            f"{product}_templates",
+            f"{base}/templates",
+            CatalogueStream,
+            shape=RecordShape(integers=("ID",)),
+            extra={"product": product},
+        ),
+        StreamSpec(
+            f"{product}_emailing_statistics",
+            f"{base}/emailing/{{emailing_id}}/statistics",
+            EmailingObjectStream,
+            keys=("emailing_id",),
+            shape=_STAT_SHAPE,
+            extra={"product": product},
+        ),
+        StreamSpec(
+            f"{product}_emailing_snapshot",
+            f"{base}/emailing/{{emailing_id}}/snapshot",
+            EmailingObjectStream,
+            keys=("emailing_id",),
+            shape=RecordShape(integers=("template", "document")),
+            extra={"product": product},
+        ),
+        StreamSpec(
+            f"{product}_emailing_destinations",
+            f"{base}/emailing/{{emailing_id}}/destinations",
+            WindowedStream,
+            shape=RecordShape(
+                integers=(("ID",) if product == "ms" else ())
+                + ("internal", "emailing", "profile", "subprofile"),
+                timestamps=("timestampsent",),
+            ),
+            extra={
+                "product": product,
+                "replication_key": "timestampsent",
+                "filter_style": "fields",
+                "windowed": False,
+                "per_emailing": True,
+                "string_ids": product != "ms",
+                "renames": {"mailing": "emailing"},
+            },
+        ),
+    ]
+    for kind in EVENT_KINDS:
+        specs.append(
+            StreamSpec(
+                f"{product}_{kind}",
+                f"{base}/{kind}",
+                WindowedStream,
+                shape=RecordShape(
+                    integers=_EVENT_INTEGERS + (("destination",) if product == "ms" else ()),
+                    timestamps=("timestamp",),
+                ),
+                extra={
+                    "product": product,
+                    "replication_key": "timestamp",
+                    "filter_style": "begintime" if product == "ms" else "fields",
+                    "emailing_path": f"{base}/emailing/{{emailing_id}}/{kind}",
+                    "renames": {"mailing": "emailing"},
+                },
+            )
+        )
+    if product == "publisher":
+        specs.append(
+            StreamSpec(
+                "publisher_documents",
+                "/publisher/documents",
+                CatalogueStream,
+                shape=RecordShape(integers=("ID", "template", "archived")),
+                # The documents' HTML would make every page heavy.
+                extra={"product": product, "params": {"source": "false"}},
+            )
+        )
+    return tuple(specs)
+
+
+MAILING_SPECS: tuple[StreamSpec, ...] = _product_specs("ms") + _product_specs("publisher")

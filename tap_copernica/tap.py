@@ -51,6 +51,21 @@ SETTINGS = th.PropertiesList(
         description="Databases to read, by ID or name (case-insensitive). Default: all.",
     ),
     th.Property(
+        "emailing_ids",
+        th.ArrayType(th.StringType),
+        description="Only these emailings, as 'ms:<ID>' (Marketing Suite) or "
+        "'publisher:<ID>': per-emailing streams read just them, and the event streams read "
+        "their per-emailing endpoints instead of the account-wide ones. Default: all.",
+    ),
+    th.Property(
+        "event_window_days",
+        th.IntegerType(minimum=1),
+        default=7,
+        description="Events are read in windows of this many days; the bookmark moves after "
+        "each window, so a large history is read in bounded requests and a run that stops "
+        "resumes where it was.",
+    ),
+    th.Property(
         "page_size",
         th.IntegerType(minimum=1, maximum=MAX_PAGE_SIZE),
         default=MAX_PAGE_SIZE,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from . import imports, writes
+from . import imports, mailings, writes
 from .context import ApiContext, ApiRequest
 from .filters import Row, parse_conditions
 from .messages import INVALID_METHOD, Response, error_response, json_response
@@ -60,6 +60,8 @@ def _route(req: ApiRequest, ctx: ApiContext) -> Response:
         return imports.post_import(req, ctx)
     if head == "import" and tail and req.method == "GET":
         return imports.get_import(ctx, tail[0])
+    if head in mailings.PRODUCTS:
+        return mailings.route(req, ctx)
     # An unknown ID is reported before anything else about the path is checked.
     if head == "database":
         return _database(req, ctx, store.database(tail[0]), tail[1:])

@@ -6,6 +6,7 @@ import bisect
 import random
 from collections.abc import Callable
 
+from . import mailings
 from .clock import format_local
 from .fieldtypes import ZERO_DATE, ZERO_DATETIME, format_float
 from .store import Store
@@ -308,3 +309,4 @@ class Seeder:
 def populate(store: Store, *, seed: int, profiles_per_database: int, anchor: float) -> None:
     """Fill an empty store; the same arguments always give the same data."""
     Seeder(store, seed, profiles_per_database, anchor).run()
+    mailings.seed(store, seed=seed, anchor=anchor)
