@@ -191,7 +191,8 @@ def test_incremental_runs_read_only_what_is_new(emulator: Emulator) -> None:
     assert not any(third.records.get(s) for s in streams if "statistics" not in s)
 
 
-def test_a_crash_after_window_k_resumes_at_window_k(emulator: Emulator) -> None:
+@pytest.mark.parametrize("where", ["between windows", "inside a window"])
+def test_a_crash_after_window_k_resumes_at_window_k(emulator: Emulator, where: str) -> None:
     first_emailing = min(e.timestamp for e in data_of(emulator.store).emailings["ms"])
     start = parse_instant(first_emailing.replace(" ", "T"), TZ)
     config = config_for(
@@ -201,28 +202,36 @@ def test_a_crash_after_window_k_resumes_at_window_k(emulator: Emulator) -> None:
         start_date=start.isoformat(),
         max_retries=0,
     )
-    emulator.faults.add("html503", path=r"/ms/impressions$", after=12)
+    # A dry run shows the requests: (begintime, start) per page after the time probe.
+    sync(config, streams=["ms_impressions"])
+    pages = [
+        (r.query["begintime"][0], int(r.query["start"][0]))
+        for r in emulator.requests
+        if r.path.endswith("/ms/impressions") and "begintime" in r.query
+    ]
+    mid = [i for i, (_, offset) in enumerate(pages) if offset > 0 and i > 3]
+    fail_at = mid[0] if where == "inside a window" else mid[0] + 1
+    assert (pages[fail_at][1] > 0) == (where == "inside a window")
+    emulator.requests.clear()
+    emulator.faults.add("html503", path=r"/ms/impressions$", after=fail_at + 1)  # + probe
     crashed = sync(config, streams=["ms_impressions"])
     assert crashed.exit_code == 1
-    state = crashed.final_state
-    entry = state["bookmarks"]["ms_impressions"]
+    entry = crashed.final_state["bookmarks"]["ms_impressions"]
     emitted = event_records(crashed, "ms_impressions")
-    assert emitted, "some windows were read before the crash"
-    assert entry["replication_key_value"] > start.isoformat()[:10]
     window = entry.get("window")
+    assert (window is not None) == (where == "inside a window")
+    assert local(entry["replication_key_value"]) == pages[fail_at][0]  # windows 1..k done
 
     emulator.faults.clear()
     emulator.requests.clear()
-    resumed = sync(config, streams=["ms_impressions"], state=state)
+    resumed = sync(config, streams=["ms_impressions"], state=crashed.final_state)
     assert resumed.exit_code == 0
     again = event_records(resumed, "ms_impressions")
     assert not set(again) & set(emitted), "nothing emitted before the crash is repeated"
     assert set(again) | set(emitted) == set(store_events(emulator, "ms_impressions"))
-    # The first data request continues window k where it stopped.
+    # The first data request continues window k+1 exactly where the crash stopped it.
     reads = [r.query for r in emulator.requests if r.path.endswith("/ms/impressions")][1:]
-    begin = local(window["start"] if window else entry["replication_key_value"])
-    assert reads[0]["begintime"] == [begin]
-    assert reads[0]["start"] == [str(window["offset"] if window else 0)]
+    assert (reads[0]["begintime"][0], int(reads[0]["start"][0])) == pages[fail_at]
 
 
 def test_kill_between_pages_resumes_from_the_last_state_message(emulator: Emulator) -> None:
