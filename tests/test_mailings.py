@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import time
 from collections import Counter
 from typing import Any
@@ -13,6 +14,7 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from tap_copernica.mailings import EVENT_KINDS, MAILING_SPECS, PRODUCTS
 from tap_copernica.timeutil import parse_instant, to_api
+from tap_copernica.windows import WindowBookmark
 from tests.conftest import config_for
 from tests.emulator import Emulator
 from tests.emulator.clock import format_local
@@ -281,3 +283,22 @@ def test_a_malformed_emailing_id_is_refused_clearly(emulator: Emulator, entry: s
     config = config_for(emulator, emailing_ids=[entry])
     with pytest.raises(ConfigValidationError, match="emailing_ids"):
         sync(config, streams=["ms_clicks"])
+
+
+def test_windows_tile_local_time_across_a_clock_change() -> None:
+    """Across the autumn clock change the windows still meet exactly, in the local strings
+    the API filters on, and a bookmark written to STATE reads back to the same string."""
+    state: dict[str, Any] = {}
+    bookmark = WindowBookmark(state, TZ, "timestamp")
+    floor = parse_instant("2026-10-20T05:30:00", TZ)
+    horizon = parse_instant("2026-11-12T00:00:00+00:00", TZ)
+    windows = list(bookmark.windows(floor, horizon, 3))
+    bounds = [w.local(TZ) for w in windows]
+    assert bounds[0][0] == "2026-10-20 05:30:00"
+    assert bounds[-1][1] == to_api(horizon, TZ)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds)), "no gap, no overlap"
+    assert all(low is not None and low < high for low, high in bounds)
+    for window in windows:
+        bookmark.completed(window)
+        assert local(state["replication_key_value"]) == window.local(TZ)[1]
+    assert list(bookmark.windows(floor, horizon, 3)) == []
