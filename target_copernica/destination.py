@@ -148,32 +148,32 @@ class KeyIndex:
         return tuple(self.structure.normalize(k, values.get(k, "")) for k in self.key_fields)
 
     def load(self, session: CopernicaSession) -> None:
-        """Read every live profile's key fields (keyset paging on ID, 1000 per request)."""
+        """Read every live profile's key fields, 1000 per request: keyset paging on the ID,
+        or offsets when the database has a field called `id` (a filter on `id` would then
+        test that field, quirk 6)."""
+        by_offset = self.structure.field_name("id") is not None
         after = 0
         count = 0
         while True:
-            params = [
-                ("orderby", "id"),
-                ("limit", str(PAGE)),
-                ("dataonly", "true"),
-                ("total", "false"),
-                ("fields[]", f"id>{after}"),
-            ]
-            rows = _rows(
-                payload_of(
-                    session.request("GET", f"database/{self.structure.id}/profiles", params=params)
-                )
-            )
+            params = [("limit", str(PAGE)), ("dataonly", "true"), ("total", "false")]
+            if by_offset:
+                params.append(("start", str(count)))
+            else:
+                params += [("orderby", "id"), ("fields[]", f"id>{after}")]
+            path = f"database/{self.structure.id}/profiles"
+            rows = _rows(payload_of(session.request("GET", path, params=params)))
+            highest = after
             for row in rows:
                 profile_id = int(row.get("ID") or row.get("id") or 0)
                 raw = row.get("fields")
                 fields: dict[str, Any] = raw if isinstance(raw, dict) else {}
                 values = {k: str(fields.get(k, "")) for k in self.key_fields}
                 self.add(self.key_of(values), profile_id)
-                after = max(after, profile_id)
+                highest = max(highest, profile_id)
                 count += 1
-            if len(rows) < PAGE:
+            if len(rows) < PAGE or (not by_offset and highest == after):
                 break
+            after = highest
         logger.info("Read the keys of %d profiles of database '%s'.", count, self.structure.name)
 
     def ids(self, key: Key) -> list[int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -214,7 +215,8 @@ class TargetSettings:
         write_path = str(config.get("write_path") or "auto")
         if write_path not in WRITE_PATHS:
             errors.append(f"`write_path`: {write_path!r} is not one of {list(WRITE_PATHS)}.")
-        key_fields = tuple(str(k) for k in config.get("key_fields") or ["email"])
+        configured = config.get("key_fields")
+        key_fields = tuple(str(k) for k in (["email"] if configured is None else configured))
         if not key_fields or any(not k.strip() for k in key_fields):
             errors.append("`key_fields` must name at least one field.")
         routes = config.get("stream_routes") or {}
@@ -263,8 +265,6 @@ class TargetSettings:
     def route_for(self, stream: str) -> Route:
         """The route of `stream`: its exact entry, else the first matching pattern, else
         the default database."""
-        from fnmatch import fnmatchcase  # noqa: PLC0415 (only needed here)
-
         chosen: Mapping[str, Any] | str | None = None
         for pattern, route in self.routes:
             if pattern == stream:
@@ -292,5 +292,7 @@ class TargetSettings:
             key_fields=tuple(str(k) for k in keys) if keys else self.key_fields,
             collection=str(collection) if collection else None,
             parent_key_property=chosen.get("parent_key_property"),
-            parent_key_field=chosen.get("parent_key_field") or self.key_fields[0],
+            parent_key_field=(chosen.get("parent_key_field") or self.key_fields[0])
+            if collection
+            else None,
         )
