@@ -543,3 +543,22 @@ def test_a_large_load_goes_through_chunked_imports_and_reruns_as_updates(
         assert len(key_reads) == 1 + 2, "keys read once per run, 1000 per request"
         puts = [r for r in emu.requests if r.method == "PUT"]
         assert len(puts) == 2 * 200, "only the last, small batch of each run went per record"
+
+
+def test_keys_are_read_by_offset_when_a_field_is_called_id(tmp_path: Path) -> None:
+    with Emulator(seed=3, profiles_per_database=5) as emu:
+        db = emu.store.add_database("Keyed")
+        emu.store.add_field("database", db, "id", "text")
+        emu.store.add_field("database", db, "name", "text")
+        for n in range(1100):
+            emu.store.create_profile(db, {"id": f"p{n}", "name": "x"})
+        rows = [{"id": "p1099", "name": "old"}, {"id": "p5000", "name": "new"}]
+        messages = [
+            schema("keyed", {"type": "object", "properties": {"id": {}, "name": {}}}),
+            *records("keyed", rows),
+        ]
+        config = target_config(emu, tmp_path, database="Keyed", key_fields=["id"], dry_run=True)
+        result = run_target(config, messages)
+        assert result.summary("keyed") == {"updated": 1, "inserted": 1}
+        reads = [r for r in emu.requests if r.method == "GET" and r.path.endswith("/profiles")]
+        assert [r.query.get("start") for r in reads] == [["0"], ["1000"]]
