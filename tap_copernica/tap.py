@@ -31,7 +31,7 @@ from tap_copernica.streams import (
     build_stream_classes,
     to_int,
 )
-from tap_copernica.structure import STRUCTURE_SPECS
+from tap_copernica.structure import STRUCTURE_SPECS, webhook_ids
 from tap_copernica.timeutil import parse_instant, zone
 from tap_copernica.typed import TypedProfileStream, TypedTable, unique_names
 
@@ -64,6 +64,18 @@ SETTINGS = th.PropertiesList(
         description="Events are read in windows of this many days; the bookmark moves after "
         "each window, so a large history is read in bounded requests and a run that stops "
         "resumes where it was.",
+    ),
+    th.Property(
+        "webhook_ids",
+        th.ArrayType(th.StringType),
+        description="Webhooks to read, by ID: the API has no list of webhooks, only a "
+        "lookup by ID. Default: none (the webhooks stream is then empty).",
+    ),
+    th.Property(
+        "consumption_start_date",
+        th.DateTimeType,
+        description="First month of the consumption stream on a first run (ISO 8601 date). "
+        "Default: the same month a year ago. Bookmarks take over afterwards.",
     ),
     th.Property(
         "page_size",
@@ -315,6 +327,10 @@ class TapCopernica(Tap):
                     f"`start_date`: {start_date!r} is not an ISO 8601 date or date-time "
                     f"(e.g. 2024-01-31 or 2024-01-31T00:00:00Z)."
                 )
+        try:
+            webhook_ids(self.config.get("webhook_ids"))
+        except ConfigValidationError as exc:
+            errors.append(str(exc))
         if errors:
             raise ConfigValidationError(errors[0], errors=errors)
         self.authenticator.current_jwt()  # a refused token fails here, with its own message

@@ -16,6 +16,6 @@ atexit.register(_EMULATOR.stop)
 
 TestTapCopernica = get_tap_test_class(
     tap_class=TapCopernica,
-    config=config_for(_EMULATOR, page_size=25),
+    config=config_for(_EMULATOR, page_size=25, webhook_ids=["1", "2"]),
     suite_config=SuiteConfig(max_records_limit=500),
 )

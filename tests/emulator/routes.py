@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from . import imports, mailings, writes
+from . import imports, mailings, structure, writes
 from .context import ApiContext, ApiRequest
 from .filters import Row, parse_conditions
 from .messages import INVALID_METHOD, Response, error_response, json_response
@@ -51,6 +51,9 @@ def _route(req: ApiRequest, ctx: ApiContext) -> Response:
     if head in ("database", "collection", "profile", "subprofile") and not tail:
         raise missing_element(1)
     store = ctx.store
+    selections = structure.route(req, ctx)  # views, rules, miniviews, webhooks, consumption
+    if selections is not None:
+        return selections
     if head == "identity" and req.method == "GET":
         return json_response(IDENTITY)
     if head == "databases" and req.method == "GET":

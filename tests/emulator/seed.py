@@ -10,6 +10,7 @@ from . import mailings
 from .clock import format_local
 from .fieldtypes import ZERO_DATE, ZERO_DATETIME, format_float
 from .store import Store
+from .structure import seed as seed_structure
 
 DAY = 86400
 SPAN_DAYS = 400
@@ -309,4 +310,5 @@ class Seeder:
 def populate(store: Store, *, seed: int, profiles_per_database: int, anchor: float) -> None:
     """Fill an empty store; the same arguments always give the same data."""
     Seeder(store, seed, profiles_per_database, anchor).run()
+    seed_structure(store)
     mailings.seed(store, seed=seed, anchor=anchor)
