@@ -42,8 +42,9 @@ SETTINGS = th.PropertiesList(
     th.Property(
         "start_date",
         th.DateTimeType,
-        description="ISO 8601 date or date-time. Profiles and subprofiles modified before it "
-        "are skipped on a first run; bookmarks take over afterwards.",
+        description="ISO 8601 date or date-time. On a first run, profiles and subprofiles "
+        "modified before it, and emailings, destinations and events before it, are skipped; "
+        "bookmarks take over afterwards.",
     ),
     th.Property(
         "database_ids",
