@@ -11,7 +11,8 @@ Four kinds of stream, declared in `MAILING_SPECS` (registered in `tap.py`):
 Emailing-scoped streams have one partition per emailing: every emailing of the product, or
 those named in `emailing_ids` ("ms:<id>" / "publisher:<id>"). With `emailing_ids` set, the
 event streams read the per-emailing endpoints of just those emailings instead of the
-account-wide ones.
+account-wide ones; with `destination_ids` set, they read the per-destination endpoints of
+just those destinations (one message to one profile).
 
 Events without an `ID` of their own get one: the SHA-1 of the row's fields (sorted JSON),
 so a replayed event gets the same key.
@@ -60,6 +61,25 @@ def selected_emailings(config: Mapping[str, Any], product: str) -> list[int] | N
     return ids
 
 
+def selected_destinations(config: Mapping[str, Any], product: str) -> list[str] | None:
+    """Destinations of `product` named in `destination_ids` ("ms:12", "publisher:<hash>")."""
+    entries = config.get("destination_ids")
+    if not entries:
+        return None
+    refs: list[str] = []
+    for entry in entries:
+        prefix, _, ref = str(entry).strip().partition(":")
+        if prefix.strip().lower() not in PRODUCTS or not ref.strip().isalnum():
+            msg = (
+                f"`destination_ids`: {entry!r} is not '<product>:<destination ID>'; use e.g. "
+                f"'ms:123' or 'publisher:<the destination's ID>'."
+            )
+            raise ConfigValidationError(msg, errors=[msg])
+        if prefix.strip().lower() == product:
+            refs.append(ref.strip())
+    return refs
+
+
 def event_key(row: dict[str, Any]) -> str:
     """The row's own `ID`, or a deterministic one derived from all its fields."""
     own = row.get("ID", row.get("id"))
@@ -77,15 +97,21 @@ class MailingStream(ObjectStream):
     renames: ClassVar[dict[str, str]] = {}
     #: per-emailing path, used for partitions when `emailing_ids` is set (event streams)
     emailing_path: ClassVar[str | None] = None
+    #: per-destination path, used for partitions when `destination_ids` is set (events)
+    destination_path: ClassVar[str | None] = None
     #: whether the stream is read per emailing (partitions) in any case
     per_emailing: ClassVar[bool] = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         selected_emailings(self.config, self.product)  # a malformed entry fails discovery
+        selected_destinations(self.config, self.product)
 
     def get_url(self, context: Context | None) -> str:
-        """The per-emailing endpoint for an emailing partition, else the stream's path."""
+        """The per-destination or per-emailing endpoint of a partition, else the path."""
+        if context and "destination_id" in context and self.destination_path:
+            ref = context["destination_id"]
+            return self.url_base + self.destination_path.format(destination_id=ref)
         if context and "emailing_id" in context and self.emailing_path:
             return self.url_base + self.emailing_path.format(emailing_id=context["emailing_id"])
         return super().get_url(context)
@@ -101,6 +127,11 @@ class MailingStream(ObjectStream):
             wanted = selected_emailings(self.config, self.product)
             ids = wanted if wanted is not None else self._emailings_stream().emailing_ids()
             return [{"emailing_id": i} for i in ids]
+        if self.destination_path:
+            # Chosen destinations win over chosen emailings: their events are a subset.
+            refs = selected_destinations(self.config, self.product)
+            if refs is not None:
+                return [{"destination_id": ref} for ref in refs]
         if self.emailing_path:
             wanted = selected_emailings(self.config, self.product)
             return None if wanted is None else [{"emailing_id": i} for i in wanted]
@@ -387,6 +418,7 @@ def _product_specs(product: str) -> tuple[StreamSpec, ...]:
                     "replication_key": "timestamp",
                     "filter_style": "begintime" if product == "ms" else "fields",
                     "emailing_path": f"{base}/emailing/{{emailing_id}}/{kind}",
+                    "destination_path": f"{base}/destination/{{destination_id}}/{kind}",
                     "renames": {"mailing": "emailing"},
                 },
             )

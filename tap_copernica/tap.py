@@ -59,6 +59,12 @@ SETTINGS = th.PropertiesList(
         "their per-emailing endpoints instead of the account-wide ones. Default: all.",
     ),
     th.Property(
+        "destination_ids",
+        th.ArrayType(th.StringType),
+        description="Only these destinations (messages), as 'ms:<ID>' or 'publisher:<ID>': "
+        "the event streams then read their per-destination endpoints. Default: all.",
+    ),
+    th.Property(
         "event_window_days",
         th.IntegerType(minimum=1),
         default=7,

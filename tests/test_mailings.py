@@ -278,6 +278,41 @@ def test_emailing_ids_read_the_per_emailing_endpoints(emulator: Emulator) -> Non
     assert "/v4/ms/clicks" not in paths
 
 
+def test_destination_ids_read_the_per_destination_endpoints(emulator: Emulator) -> None:
+    data = data_of(emulator.store)
+    busy = {
+        product: [
+            d
+            for d in data.destinations[product]
+            if any(e.destination is d for kind in EVENT_KINDS for e in data.events[(product, kind)])
+        ][:2]
+        for product in PRODUCTS
+    }
+    chosen = [f"{product}:{d.key}" for product, dests in busy.items() for d in dests]
+    config = config_for(emulator, destination_ids=chosen, emailing_ids=["ms:1"])
+    streams = [f"{product}_{kind}" for product in PRODUCTS for kind in ("deliveries", "clicks")]
+    result = sync(config, streams=streams)
+    assert result.exit_code == 0
+    total = 0
+    for stream in streams:
+        product, kind = stream.split("_", 1)
+        wanted = {str(d.key) for d in busy[product]}
+        expected = {
+            str(e.id) for e in data.events[(product, kind)] if str(e.destination.key) in wanted
+        }
+        records = event_records(result, stream)
+        assert set(records) == expected, stream
+        assert {r["destination_id"] for r in records.values()} <= wanted
+        total += len(records)
+        partitions = result.final_state["bookmarks"][stream]["partitions"]
+        assert {p["context"]["destination_id"] for p in partitions} == wanted
+    assert total > 0
+    paths = {r.path for r in emulator.requests}
+    assert f"/v4/ms/destination/{busy['ms'][0].key}/clicks" in paths
+    assert not any(p.startswith("/v4/ms/emailing/1/") for p in paths), "destinations win"
+    assert "/v4/publisher/clicks" not in paths
+
+
 @pytest.mark.parametrize("entry", ["123", "sms:4", "ms:abc"])
 def test_a_malformed_emailing_id_is_refused_clearly(emulator: Emulator, entry: str) -> None:
     config = config_for(emulator, emailing_ids=[entry])

@@ -488,6 +488,12 @@ def route(req: ApiRequest, ctx: ApiContext) -> Response:
         return _list(document_rows(source=source), req, lambda r: r)
     if part == "emailing" and len(tail) >= 2:
         return _emailing_part(req, data, _emailing(data, product, tail[1]), tail[2:])
+    if part == "destination" and len(tail) == 3 and tail[2] in EVENT_KINDS:
+        matches = [d for d in data.destinations[product] if str(d.key) == tail[1]]
+        if not matches:
+            raise ApiError("No destination with supplied ID")
+        events = [e for e in data.events[(product, tail[2])] if e.destination is matches[0]]
+        return _events(req, events, product, linked=True)
     raise ApiError(INVALID_METHOD)
 
 
