@@ -91,7 +91,8 @@ def test_a_30_second_authentication_outage_mid_run_is_waited_out(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with Emulator(seed=13, profiles_per_database=60, jwt_lifetime=2) as emu:
-        emu.faults.latency_ms = 30
+        # Slow, strictly serial pages: the run outlives its 2 s JWT even without the outage.
+        emu.faults.latency_ms = 150
         fired = {"done": False}
 
         def outage(log: RequestLog) -> None:
@@ -101,7 +102,8 @@ def test_a_30_second_authentication_outage_mid_run_is_waited_out(
 
         emu.on_response(outage)
         started = time.monotonic()
-        result = sync(config_for(emu, page_size=5), streams=["profiles"])
+        config = config_for(emu, page_size=5, max_parallel_requests=1)
+        result = sync(config, streams=["profiles"])
         assert result.exit_code == 0
         assert time.monotonic() - started >= 28
         expected = {
