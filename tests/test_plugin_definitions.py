@@ -57,3 +57,21 @@ def test_hub_and_meltano_definitions_list_every_tap_setting_with_its_kind() -> N
                 assert by_name[name]["kind"] == KINDS[types[0]], name
             assert bool(by_name[name].get("sensitive")) == bool(spec.get("secret")), name
     assert set(hub["capabilities"]) == set(about("tap-copernica")["capabilities"])
+
+
+def test_the_targets_hub_definition_lists_its_settings_and_capabilities() -> None:
+    target = about("target-copernica")
+    hub = yaml.safe_load((REPO / "hub/loaders/target-copernica/copernica.yml").read_text())
+    by_name = {s["name"]: s for s in hub["settings"]}
+    assert set(own_settings(target)) <= set(by_name)
+    for name in ("load_method", "batch_size_rows", "hard_delete", "validate_records"):
+        assert name in by_name, name
+    for name, spec in target["settings"]["properties"].items():
+        if name in by_name:
+            types = [t for t in spec["type"] if t != "null"]
+            assert (
+                by_name[name]["kind"]
+                == {**KINDS, "boolean": "boolean", "object": "object"}[types[0]]
+            ), name
+            assert bool(by_name[name].get("sensitive")) == bool(spec.get("secret")), name
+    assert set(hub["capabilities"]) == set(target["capabilities"])
