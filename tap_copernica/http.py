@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import backoff
 import msgspec
 import requests
+from singer_sdk import typing as th
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
 from tap_copernica.auth import CopernicaAuthenticator, bearer_of
@@ -35,6 +36,36 @@ from tap_copernica.errors import (
     api_error_message,
     describe_error,
     request_path,
+)
+
+#: Request and retry settings both plugins declare (the policy below reads them).
+REQUEST_SETTINGS = th.PropertiesList(
+    th.Property(
+        "timezone",
+        th.StringType,
+        default="Europe/Amsterdam",
+        description="Time zone of the account: the API reads, writes and filters timestamps "
+        "as local times without a zone (the tap emits ISO 8601 with the offset).",
+    ),
+    th.Property(
+        "request_timeout",
+        th.IntegerType(minimum=1),
+        default=120,
+        description="Seconds to wait for one API response.",
+    ),
+    th.Property(
+        "max_retries",
+        th.IntegerType(minimum=0),
+        default=8,
+        description="Retries of a request after 5xx, 429, connection errors or a truncated "
+        "body, with exponential backoff (Retry-After is honoured).",
+    ),
+    th.Property(
+        "retry_initial_wait_ms",
+        th.IntegerType(minimum=0),
+        default=2000,
+        description="Milliseconds before the first retry; doubles each time, up to 60 s.",
+    ),
 )
 
 _PAYLOAD_ATTR = "_copernica_payload"

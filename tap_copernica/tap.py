@@ -21,6 +21,7 @@ from tap_copernica.auth import (
     authenticator_from_config,
 )
 from tap_copernica.client import CopernicaStream
+from tap_copernica.http import REQUEST_SETTINGS
 from tap_copernica.mailings import MAILING_SPECS
 from tap_copernica.progress import RunProgress
 from tap_copernica.state import state_problems
@@ -39,6 +40,7 @@ MAX_PAGE_SIZE = 1000
 
 SETTINGS = th.PropertiesList(
     *CONNECTION_SETTINGS,
+    *REQUEST_SETTINGS,
     th.Property(
         "start_date",
         th.DateTimeType,
@@ -106,36 +108,10 @@ SETTINGS = th.PropertiesList(
         "ranges (1 = strictly one after another). Records still come out in ID order.",
     ),
     th.Property(
-        "request_timeout",
-        th.IntegerType(minimum=1),
-        default=120,
-        description="Seconds to wait for one API response.",
-    ),
-    th.Property(
-        "timezone",
-        th.StringType,
-        default="Europe/Amsterdam",
-        description="Time zone of the account: the API writes and filters timestamps as "
-        "local times without a zone. Records carry ISO 8601 with offset.",
-    ),
-    th.Property(
         "progress_interval",
         th.IntegerType(minimum=0),
         default=30,
         description="Seconds between progress lines (records, pages, rate) in the log.",
-    ),
-    th.Property(
-        "max_retries",
-        th.IntegerType(minimum=0),
-        default=8,
-        description="Retries of a request after 5xx, 429, connection errors or a truncated "
-        "body, with exponential backoff (Retry-After is honoured).",
-    ),
-    th.Property(
-        "retry_initial_wait_ms",
-        th.IntegerType(minimum=0),
-        default=2000,
-        description="Milliseconds before the first retry; doubles each time, up to 60 s.",
     ),
 ).to_dict()
 

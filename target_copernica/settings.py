@@ -17,6 +17,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_copernica.auth import CONNECTION_SETTINGS
+from tap_copernica.http import REQUEST_SETTINGS
 from tap_copernica.timeutil import zone
 
 UPSERT = "upsert"
@@ -52,6 +53,7 @@ _ROUTE = th.ObjectType(
 
 SETTINGS = th.PropertiesList(
     *CONNECTION_SETTINGS,
+    *REQUEST_SETTINGS,
     th.Property(
         "database",
         th.StringType,
@@ -133,31 +135,6 @@ SETTINGS = th.PropertiesList(
         th.BooleanType,
         default=False,
         description="Exit with status 2 at the end of a run in which any record was rejected.",
-    ),
-    th.Property(
-        "timezone",
-        th.StringType,
-        default="Europe/Amsterdam",
-        description="Time zone of the account: date-times are written as its local time.",
-    ),
-    th.Property(
-        "request_timeout",
-        th.IntegerType(minimum=1),
-        default=120,
-        description="Seconds to wait for one API response.",
-    ),
-    th.Property(
-        "max_retries",
-        th.IntegerType(minimum=0),
-        default=8,
-        description="Retries after 5xx, 429, connection errors or a truncated body, with "
-        "exponential backoff (Retry-After is honoured).",
-    ),
-    th.Property(
-        "retry_initial_wait_ms",
-        th.IntegerType(minimum=0),
-        default=2000,
-        description="Milliseconds before the first retry; doubles each time, up to 60 s.",
     ),
     th.Property(
         "import_timeout_seconds",
