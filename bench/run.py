@@ -185,7 +185,6 @@ class TapBench:
             "auth_url": self.server.auth_url,
             "page_size": 1000,
             "database_ids": [database],
-            "progress_interval": 0,
         }
         if parallel is not None:
             cfg["max_parallel_requests"] = parallel
@@ -849,7 +848,7 @@ def report(
         "its own process on the same machine. Each figure is the median wall time of "
         f"{args.reps} run(s) of a child process, startup included, stdout to a file; every run's "
         "output is checked (count and ID sum of the records; profiles in the destination). "
-        "Peak RSS is the child's `ru_maxrss`. "
+        "Peak RSS is the child's maximum resident set (`/usr/bin/time -f %M`). "
         "Requests are counted by the server (authentication included)."
     )
     for section, title in (("tap", "Tap (`profiles` stream only)"), ("target", "Target")):
