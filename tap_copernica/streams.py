@@ -126,6 +126,14 @@ class ObjectStream(CopernicaStream):
     def _all_selected(self) -> bool:
         return all(self.mask.values())
 
+    def generate_child_contexts(
+        self, record: dict, context: Context | None
+    ) -> Iterable[Context | None]:
+        """Contexts for child streams; none at all for a stream without children."""
+        if not self.child_streams:
+            return ()
+        return super().generate_child_contexts(record, context)
+
     def get_child_context(self, record: dict, context: Context | None) -> dict:
         """Path parameters for child streams."""
         values = {**(context or {}), **record}

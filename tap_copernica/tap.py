@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
-from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
 from singer_sdk.singerlib import StateMessage
 
@@ -23,6 +22,7 @@ from tap_copernica.auth import (
 from tap_copernica.client import CopernicaStream
 from tap_copernica.http import REQUEST_SETTINGS
 from tap_copernica.mailings import MAILING_SPECS
+from tap_copernica.output import SingerLineWriter
 from tap_copernica.progress import RunProgress
 from tap_copernica.state import state_problems
 from tap_copernica.streams import (
@@ -124,7 +124,7 @@ class TapCopernica(Tap):
     # Discovery reads the account's field definitions, so it needs a valid config.
     dynamic_catalog = True
     # msgspec encodes RECORD lines several times faster than the default JSON writer.
-    message_writer_class = MsgSpecWriter
+    message_writer_class = SingerLineWriter
 
     def discover_streams(self) -> list[ObjectStream]:
         """Every stream of the spec tables, then a typed table per database and collection.
@@ -372,6 +372,10 @@ class TapCopernica(Tap):
             self.write_message(StateMessage(value=self.state))
             self.progress.log_summary()
             sys.exit(1)
+        finally:
+            writer = self.message_writer
+            if isinstance(writer, SingerLineWriter):
+                writer.flush()
         self.progress.log_summary()
 
     @classmethod

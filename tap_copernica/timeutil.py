@@ -40,19 +40,38 @@ def api_to_datetime(value: str, tz: ZoneInfo) -> dt.datetime | None:
 _API_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?")
 
 
-@lru_cache(maxsize=8192)
 def api_to_iso(value: str | None, tz: ZoneInfo) -> str | None:
     """API timestamp string to ISO 8601 with offset; None/zero/unparseable to None.
 
-    Cached: pages hold few distinct seconds (an import stamps many profiles alike).
+    The hot path of every profile: the offset is looked up once per local hour (it is the
+    same for the whole hour, the autumn hour that repeats taken as its first occurrence,
+    as `zoneinfo` does), the rest is string surgery on the API's fixed layout.
     """
     if not isinstance(value, str):
+        return None
+    if len(value) == 19 and value[13] == ":" and value[16] == ":" and value[10] == " ":
+        offset = _hour_offset(value[:13], tz)
+        minutes, seconds = value[14:16], value[17:19]
+        if offset and minutes.isdigit() and seconds.isdigit() and minutes < "60" > seconds:
+            return f"{value[:10]}T{value[11:19]}{offset}"
         return None
     try:
         parsed = api_to_datetime(value, tz)
     except ValueError:
         return None
     return parsed.isoformat() if parsed else None
+
+
+@lru_cache(maxsize=65536)
+def _hour_offset(hour: str, tz: ZoneInfo) -> str | None:
+    """'+01:00' for a local hour 'YYYY-MM-DD hh'; None for a zero or invalid hour."""
+    try:
+        parsed = api_to_datetime(f"{hour}:00:00", tz)
+    except ValueError:
+        return None
+    if parsed is None:
+        return None
+    return parsed.isoformat()[19:]
 
 
 def parse_instant(value: str, tz: ZoneInfo) -> dt.datetime:
