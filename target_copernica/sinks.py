@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.sinks import BatchSink
+from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
 from target_copernica.api_writer import ApiWriter, Destination
 from target_copernica.bulk_import import BulkImporter
@@ -24,6 +25,7 @@ from target_copernica.records import (
     new_field_type,
 )
 from target_copernica.settings import UPDATE_ONLY
+from target_copernica.validation import CompiledSchemaValidator
 
 if TYPE_CHECKING:
     from target_copernica.target import TargetCopernica
@@ -93,6 +95,10 @@ class CopernicaSink(BatchSink):
         super()._remove_sdc_metadata_from_record(record)
         if deleted_at is not None:
             record[DELETED_AT] = deleted_at
+
+    def get_validator(self) -> BaseJSONSchemaValidator | None:
+        """The stream's SCHEMA compiled once (`validate_records` still switches it off)."""
+        return CompiledSchemaValidator(self.schema) if self.validate_schema else None
 
     def _validate_and_parse(self, record: dict) -> dict:
         """Validate against the SCHEMA; an invalid record is rejected, not fatal."""

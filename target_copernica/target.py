@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from singer_sdk import Target
+from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TargetCapabilities
 
 from tap_copernica.auth import CopernicaAuthenticator, authenticator_from_config
@@ -31,6 +32,8 @@ class TargetCopernica(Target):
     """Singer target for Copernica REST API v4."""
 
     name = "target-copernica"
+    # msgspec parses input lines several times faster than the default JSON reader.
+    message_reader_class = MsgSpecReader
     config_jsonschema = SETTINGS
     default_sink_class = CopernicaSink
 
