@@ -271,15 +271,18 @@ class ProfileStream(ObjectStream):
         """The ID-ordered read (full loads) as ID ranges fetched side by side, in order."""
         size = self.tap.page_size
         after = self._cursor.after_id
-        first, server_now = self._rows(context, {"orderby": "id", "fields[]": [f"id>{after}"]})
+        # The first page and the highest ID are independent: ask for both at once.
+        first_page = {"orderby": "id", "fields[]": [f"id>{after}"]}
+        highest = {"orderby": "id", "order": "desc", "limit": 1, "fields[]": [f"id>{after}"]}
+        (first, server_now), (top, _) = in_order(
+            [partial(self._rows, context, first_page), partial(self._rows, context, highest)],
+            self.tap.max_parallel_requests,
+        )
         check_ascending(first, after, None)
         self._bookmark.page_served(server_now)
         yield from self._emit_scanned(first, server_now)
         if len(first) < size:
             return
-        top, _ = self._rows(
-            context, {"orderby": "id", "order": "desc", "limit": 1, "fields[]": [f"id>{after}"]}
-        )
         start = int(first[-1]["ID"])
         planner = IdRangePlanner(
             page_size=size,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from functools import cached_property
+from collections.abc import Callable
+from functools import cached_property, partial
 from typing import IO, Any, cast
 from zoneinfo import ZoneInfo
 
@@ -23,6 +24,7 @@ from tap_copernica.client import CopernicaStream
 from tap_copernica.http import REQUEST_SETTINGS
 from tap_copernica.mailings import MAILING_SPECS
 from tap_copernica.output import SingerLineWriter
+from tap_copernica.prefetch import in_order
 from tap_copernica.progress import RunProgress
 from tap_copernica.state import state_problems
 from tap_copernica.streams import (
@@ -140,6 +142,7 @@ class TapCopernica(Tap):
 
     def typed_tables(self) -> list[TypedTable]:
         """One table per database read, and one per collection of those databases."""
+        self._read_structure_ahead()
         databases = [db for db in self._databases if int(db["ID"]) in self.database_ids()]
         db_names = unique_names([(int(db["ID"]), str(db.get("name", ""))) for db in databases])
         tables = [
@@ -164,6 +167,23 @@ class TapCopernica(Tap):
                 for col_id in names
             ]
         return tables
+
+    def _read_structure_ahead(self) -> None:
+        """Fetch every database's fields and collections, then the collections' fields, with
+        `max_parallel_requests` in flight (discovery is otherwise a chain of round trips)."""
+        workers = self.max_parallel_requests
+        ids = self.database_ids()
+        calls: list[Callable[[], object]] = [
+            partial(self.field_definitions, "database", db) for db in ids
+        ]
+        calls += [partial(self._collections_of, db) for db in ids]
+        for _ in in_order(calls, workers):
+            pass
+        collections = [c["collection_id"] for c in self._collections]
+        for _ in in_order(
+            [partial(self.field_definitions, "collection", c) for c in collections], workers
+        ):
+            pass
 
     def _field_types(self, kind: str, owner_id: int) -> tuple[tuple[str, str], ...]:
         return tuple(
