@@ -11,15 +11,17 @@ import logging
 import sys
 import threading
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 from singer_sdk import Target
-from singer_sdk.contrib.msgspec import MsgSpecReader
+from singer_sdk.exceptions import RecordsWithoutSchemaException
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TargetCapabilities
+from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 from tap_copernica.auth import CopernicaAuthenticator, authenticator_from_config
 from tap_copernica.http import CopernicaSession, RetryPolicy
 from target_copernica.destination import KeyIndex, Structure, load_collection, load_database
+from target_copernica.reader import SingerLineReader
 from target_copernica.rejects import RejectedRecords
 from target_copernica.settings import SETTINGS, TargetSettings
 from target_copernica.sinks import CopernicaSink
@@ -33,7 +35,7 @@ class TargetCopernica(Target):
 
     name = "target-copernica"
     # msgspec parses input lines several times faster than the default JSON reader.
-    message_reader_class = MsgSpecReader
+    message_reader_class = SingerLineReader
     config_jsonschema = SETTINGS
     default_sink_class = CopernicaSink
 
@@ -169,6 +171,36 @@ class TargetCopernica(Target):
         for sink in list(self._sinks_active.values()):
             if isinstance(sink, CopernicaSink) and not sink.route.collection:
                 self.drain_one(sink)
+
+    # -- the command line ---------------------------------------------------------------
+    @classmethod
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: Any = None,
+        file_input: IO[str] | None = None,
+    ) -> None:
+        """The SDK's CLI run; input that is not a Singer stream ends it with one clear line."""
+        try:
+            super().invoke(
+                about=about, about_format=about_format, config=config, file_input=file_input
+            )
+        except (InvalidInputLine, RecordsWithoutSchemaException, ValueError) as exc:
+            if (
+                isinstance(exc, ValueError)
+                and not isinstance(exc, InvalidInputLine)
+                and ("message type" not in str(exc))
+            ):
+                raise
+            cls.logger.error(  # noqa: TRY400 (the message is the whole story)
+                "The input is not a valid Singer stream: %s. The run stopped there: records "
+                "after the last STATE it emitted were not written, so rerunning from that "
+                "state, once the producer is fixed, loses nothing.",
+                str(exc).splitlines()[0][:300],
+            )
+            sys.exit(1)
 
     # -- end of the run ----------------------------------------------------------------
     def process_endofpipe(self) -> None:

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from tests.conftest import config_for
 from tests.emulator import Emulator
 from tests.singer import REPO, run_cli, script
 from tests.test_plugin_definitions import about, own_settings
@@ -72,3 +74,35 @@ def test_meltano_definition_lists_every_target_setting_with_its_kind() -> None:
         assert by_name[name]["kind"] == expected, name
         assert bool(by_name[name].get("sensitive")) == bool(spec.get("secret")), name
     assert set(loader["capabilities"]) == set(about("target-copernica")["capabilities"])
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "complaint"),
+    [
+        ("this is not json", "line is not JSON"),
+        ('["a", "list"]', "not a Singer message"),
+        ('{"type": "RECORD", "stream": "people", "record": {"email": "a@b.c"}}', "before"),
+        ('{"type": "WHATEVER"}', "Unknown message type"),
+    ],
+    ids=["not-json", "not-an-object", "record-before-schema", "unknown-type"],
+)
+def test_input_that_is_not_a_singer_stream_stops_with_one_clear_line(
+    emulator: Emulator, tmp_path: Path, bad_line: str, complaint: str
+) -> None:
+    schema = {
+        "type": "SCHEMA",
+        "stream": "customers",
+        "schema": {"properties": {"email": {"type": "string"}}},
+        "key_properties": ["email"],
+    }
+    record = {"type": "RECORD", "stream": "customers", "record": {"email": "x@example.org"}}
+    stdin = "\n".join([json.dumps(schema), json.dumps(record), bad_line]) + "\n"
+    config = {**config_for(emulator), "database": "Customers"}
+    result = run_cli(script("target-copernica"), [], config=config, tmp_path=tmp_path, stdin=stdin)
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if "not a valid Singer stream" in line]
+    assert len(errors) == 1
+    assert complaint in errors[0]
+    assert "Traceback" not in result.stderr
+    writes = [r for r in emulator.requests if r.method in ("PUT", "POST") and "/v4/" in r.path]
+    assert writes == [], "nothing was written: no STATE covers the records before the bad line"
