@@ -54,6 +54,8 @@ class Emulator:
         self.faults = FaultPlan()
         self.requests: list[RequestLog] = []
         self.hook_errors: list[BaseException] = []
+        #: requests whose body never fully arrived (dropped unhandled, as a real server does)
+        self.incomplete_requests = 0
         self._signer = TokenSigner(jwt_lifetime)
         self.app = App(
             store=self.store,

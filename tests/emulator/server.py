@@ -18,6 +18,7 @@ MAX_LINE = 65537
 
 class Owner(Protocol):
     app: App
+    incomplete_requests: int
 
     def record(self, log: RequestLog) -> None: ...
 
@@ -87,6 +88,10 @@ class Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         path = unquote(split.path)
         body = self._read_body()
+        if body is None:
+            self.server.owner.incomplete_requests += 1
+            self._drop()
+            return
         outcome = self.server.owner.app.handle(
             Incoming(
                 method=self.command,
@@ -113,7 +118,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._write(response)
 
-    def _read_body(self) -> bytes:
+    def _read_body(self) -> bytes | None:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             return self._read_chunked()
         try:
@@ -121,9 +126,13 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             self.close_connection = True
             return b""
-        return self.rfile.read(length) if length > 0 else b""
+        body = self.rfile.read(length) if length > 0 else b""
+        if len(body) < length:
+            # The client went away mid-request: a real server never handles such a request.
+            return None
+        return body
 
-    def _read_chunked(self) -> bytes:
+    def _read_chunked(self) -> bytes | None:
         chunks: list[bytes] = []
         while True:
             size_line = self.rfile.readline(MAX_LINE)
@@ -131,12 +140,15 @@ class Handler(BaseHTTPRequestHandler):
                 size = int(size_line.split(b";")[0].strip() or b"0", 16)
             except ValueError:
                 self.close_connection = True
-                return b"".join(chunks)
+                return None
             if size == 0:
                 while self.rfile.readline(MAX_LINE) not in (b"\r\n", b"\n", b""):
                     pass  # trailers
                 return b"".join(chunks)
-            chunks.append(self.rfile.read(size))
+            chunk = self.rfile.read(size)
+            if len(chunk) < size:
+                return None  # the client went away mid-request
+            chunks.append(chunk)
             self.rfile.readline(MAX_LINE)
 
     def _write(self, response: Response) -> None:
