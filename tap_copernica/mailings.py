@@ -42,42 +42,37 @@ EVENT_KINDS = ("deliveries", "impressions", "clicks", "errors", "unsubscribes", 
 DEFAULT_WINDOW_DAYS = 7
 
 
-def selected_emailings(config: Mapping[str, Any], product: str) -> list[int] | None:
-    """IDs of `product` named in `emailing_ids` ("ms:12", "publisher:34"); None when unset."""
-    entries = config.get("emailing_ids")
-    if not entries:
-        return None
-    ids: list[int] = []
-    for entry in entries:
-        prefix, _, number = str(entry).strip().partition(":")
-        if prefix.strip().lower() not in PRODUCTS or not number.strip().isdigit():
-            msg = (
-                f"`emailing_ids`: {entry!r} is not '<product>:<emailing ID>'; use e.g. "
-                f"'ms:123' for a Marketing Suite emailing or 'publisher:45' for Publisher."
-            )
-            raise ConfigValidationError(msg, errors=[msg])
-        if prefix.strip().lower() == product:
-            ids.append(int(number))
-    return ids
-
-
-def selected_destinations(config: Mapping[str, Any], product: str) -> list[str] | None:
-    """Destinations of `product` named in `destination_ids` ("ms:12", "publisher:<hash>")."""
-    entries = config.get("destination_ids")
+def _product_refs(
+    config: Mapping[str, Any], setting: str, product: str, what: str, example: str
+) -> list[str] | None:
+    """The references of `product` in a `<product>:<ref>` list setting; None when unset."""
+    entries = config.get(setting)
     if not entries:
         return None
     refs: list[str] = []
     for entry in entries:
         prefix, _, ref = str(entry).strip().partition(":")
-        if prefix.strip().lower() not in PRODUCTS or not ref.strip().isalnum():
-            msg = (
-                f"`destination_ids`: {entry!r} is not '<product>:<destination ID>'; use e.g. "
-                f"'ms:123' or 'publisher:<the destination's ID>'."
-            )
+        prefix, ref = prefix.strip().lower(), ref.strip()
+        valid = ref.isdigit() if what == "emailing ID" else ref.isalnum()
+        if prefix not in PRODUCTS or not valid:
+            msg = f"`{setting}`: {entry!r} is not '<product>:<{what}>'; use e.g. {example}."
             raise ConfigValidationError(msg, errors=[msg])
-        if prefix.strip().lower() == product:
-            refs.append(ref.strip())
+        if prefix == product:
+            refs.append(ref)
     return refs
+
+
+def selected_emailings(config: Mapping[str, Any], product: str) -> list[int] | None:
+    """IDs of `product` named in `emailing_ids` ("ms:12", "publisher:34"); None when unset."""
+    example = "'ms:123' for a Marketing Suite emailing or 'publisher:45' for Publisher"
+    refs = _product_refs(config, "emailing_ids", product, "emailing ID", example)
+    return None if refs is None else [int(ref) for ref in refs]
+
+
+def selected_destinations(config: Mapping[str, Any], product: str) -> list[str] | None:
+    """Destinations of `product` named in `destination_ids` ("ms:12", "publisher:<hash>")."""
+    example = "'ms:123' or 'publisher:<the destination's ID>'"
+    return _product_refs(config, "destination_ids", product, "destination ID", example)
 
 
 def event_key(row: dict[str, Any]) -> str:

@@ -138,14 +138,9 @@ class ProfileCursor:
         return self._accept_modified(rows, full)
 
     def _accept_by_id(self, rows: list[dict[str, Any]], full: bool) -> list[dict[str, Any]]:
-        ids = [int(r["ID"]) for r in rows]
-        if any(i <= self.after_id for i in ids[:1]) or any(
-            b <= a for a, b in itertools.pairwise(ids)
-        ):
-            msg = "the API ignored `orderby=id` or the `id>` filter; refusing to page inexactly"
-            raise ValueError(msg)
-        if ids:
-            self.after_id = ids[-1]
+        check_ascending(rows, self.after_id, None)
+        if rows:
+            self.after_id = int(rows[-1]["ID"])
         self.done = not full
         if self.since is None:
             return rows
