@@ -23,6 +23,7 @@ from singer_sdk.authenticators import APIAuthenticatorBase
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_copernica.errors import api_error_message, describe_error
+from tap_copernica.tls import fail_fast_on_tls, trust_environment
 
 DEFAULT_AUTH_URL = "https://authenticate.copernica.com"
 DEFAULT_API_URL = "https://api.copernica.com/v4"
@@ -163,7 +164,7 @@ class CopernicaAuthenticator(APIAuthenticatorBase):
         self._user_agent = user_agent
         self._jwt: _Jwt | None = None
         self._lock = threading.Lock()
-        self._session = requests.Session()
+        self._session = trust_environment(requests.Session())
         self.tokens_fetched = 0
 
     def __repr__(self) -> str:
@@ -220,7 +221,7 @@ class CopernicaAuthenticator(APIAuthenticatorBase):
             max_value=30,
             on_backoff=self._log_retry,
             logger=None,
-        )(self._post_token)
+        )(fail_fast_on_tls(self._post_token))
         try:
             jwt = fetch()
         except (_TransientAuthError, requests.RequestException) as exc:

@@ -23,6 +23,7 @@ from tap_copernica.http import (
     retry_after_seconds,
     retry_log_line,
 )
+from tap_copernica.tls import fail_fast_on_tls, trust_environment
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -60,6 +61,11 @@ class CopernicaStream(RESTStream[Any]):
     def authenticator(self) -> CopernicaAuthenticator:
         """The tap's single authenticator: one JWT per process, shared by every stream."""
         return self._tap.authenticator
+
+    @property
+    def requests_session(self) -> requests.Session:
+        """The SDK's session, trusting the CA bundle the environment names (see `tls.py`)."""
+        return trust_environment(super().requests_session)
 
     @property
     def http_headers(self) -> dict[str, str]:
@@ -132,7 +138,7 @@ class CopernicaStream(RESTStream[Any]):
 
     def request_decorator(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """The SDK's backoff, plus one clear error once the retries are used up."""
-        retrying = super().request_decorator(func)
+        retrying = super().request_decorator(fail_fast_on_tls(func))
 
         def call(prepared: requests.PreparedRequest, context: Context | None) -> Any:
             try:

@@ -83,6 +83,10 @@ class RetriesExhaustedError(FatalAPIError):
     """A transient failure that outlasted every retry."""
 
 
+class TLSVerificationError(FatalAPIError):
+    """The server's certificate did not verify: no retry can fix that."""
+
+
 class CopernicaPagingError(FatalAPIError):
     """The API answered a keyset page in a way that would make paging inexact."""
 

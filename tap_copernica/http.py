@@ -37,6 +37,7 @@ from tap_copernica.errors import (
     describe_error,
     request_path,
 )
+from tap_copernica.tls import fail_fast_on_tls, trust_environment
 
 #: Request and retry settings both plugins declare (the policy below reads them).
 REQUEST_SETTINGS = th.PropertiesList(
@@ -256,7 +257,7 @@ class CopernicaSession:
         self._count_lock = threading.Lock()
         self.requests_sent = 0
         self.retries = 0
-        self._session = requests.Session()
+        self._session = trust_environment(requests.Session())
         adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=pool_size)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
@@ -331,7 +332,7 @@ class CopernicaSession:
             on_backoff=on_backoff,
             raise_on_giveup=True,
             logger=None,
-        )(send)
+        )(fail_fast_on_tls(send))
         try:
             return retrying()
         except RETRIABLE as exc:

@@ -9,7 +9,8 @@ Profiles (contract f.1):
 - update-only: the same without `create`, only for keys that exist;
 - append-only: `POST database/{id}/profiles`; when a try fails in a way that may have
   reached the API, the key is looked up before the next try so a lost answer never turns
-  into a duplicate;
+  into a duplicate; each insert is noted in the insert journal (`journal.py`) so a rerun
+  after a crash does not repeat it;
 - deletes (`hard_delete`): `DELETE profile/{id}` for each profile with the key.
 Subprofiles (f.2) go the same way under their parent profile, found by its key.
 Every documented and observed success is accepted: 201/204 with or without X-location /
@@ -36,6 +37,7 @@ from target_copernica.destination import (
     find_subprofiles,
     selector,
 )
+from target_copernica.journal import InsertJournal, Lookup, fingerprint_of
 from target_copernica.records import Item, Rejected
 from target_copernica.settings import INSERT, UPDATE_ONLY, UPSERT
 from target_copernica.summary import StreamSummary
@@ -96,10 +98,12 @@ class ApiWriter:
         max_parallel: int,
         summary: StreamSummary,
         reject: Callable[[Item, str], None],
+        journal: InsertJournal | None = None,
     ) -> None:
         self.session = session
         self.dest = destination
         self.load_method = load_method
+        self.journal = journal
         self.hard_delete = hard_delete
         self.dry_run = dry_run
         self.max_parallel = max_parallel
@@ -211,6 +215,7 @@ class ApiWriter:
                 return False
             return True
 
+        noted = self._note(item, (f"database/{self._db}/profiles", tuple(conditions)), before)
         try:
             response = self.session.request(
                 "POST",
@@ -220,12 +225,32 @@ class ApiWriter:
             )
         except RetryStopped:
             logger.info("A lost insert had landed; not sending it again.")
+            self._settle(noted, landed=True)
             index.replace(item.key, landed)
             self.summary.add("inserted")
             return
+        except CopernicaAPIError:
+            self._settle(noted, landed=False)  # refused: nothing was created
+            raise
+        self._settle(noted, landed=True)
         _, new_id = created_id(response, "profile")
         index.add(item.key, new_id)
         self.summary.add("inserted")
+
+    # -- the insert journal ------------------------------------------------------------
+    def _note(self, item: Item, lookup: Lookup, before: int) -> list[int]:
+        """Note an insert in the journal before sending it (append-only runs only)."""
+        if self.journal is None:
+            return []
+        fp = fingerprint_of(self.summary.stream, item)
+        return self.journal.begin([(fp, item.epoch, lookup, before)])
+
+    def _settle(self, noted: list[int], *, landed: bool) -> None:
+        if self.journal is not None and noted:
+            if landed:
+                self.journal.done(noted)
+            else:
+                self.journal.drop(noted)
 
     def _delete_profiles(self, item: Item) -> None:
         if not self.hard_delete:
@@ -300,10 +325,17 @@ class ApiWriter:
                     len(find_subprofiles(self.session, parent, collection, conditions)) <= existing
                 )
 
+            noted = self._note(
+                item, (f"profile/{parent}/subprofiles/{collection}", tuple(conditions)), existing
+            )
             try:
                 self.session.request("POST", path, body=item.fields, before_retry=not_landed)
             except RetryStopped:
                 logger.info("A lost insert had landed; not sending it again.")
+            except CopernicaAPIError:
+                self._settle(noted, landed=False)
+                raise
+            self._settle(noted, landed=True)
             self.summary.add("inserted")
             return
         params = [*conditions] + ([("create", "1")] if self.load_method == UPSERT else [])

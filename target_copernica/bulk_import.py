@@ -6,7 +6,9 @@ same order (the API refuses rows with another order). Imports run server-side an
 asynchronously; the target polls until `processedlines` reaches `totallines`, then checks
 that every row was processed. A failed import's rows go back to the API path (upserts and
 updates are idempotent; for appends only the rows the import did not process), so nothing
-is lost and nothing doubled. Only profiles with plain field values go this way:
+is lost and nothing doubled. Appends are noted in the insert journal (`journal.py`) before
+the import is sent, with the import's ID once known, so a rerun after a crash neither
+repeats nor loses them. Only profiles with plain field values go this way:
 interests, deletes and subprofiles always use the API path.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +24,8 @@ from typing import Any
 from tap_copernica.errors import TransientAPIError
 from tap_copernica.http import CopernicaSession, RetryStopped, payload_of
 from target_copernica.api_writer import Destination, created_id
+from target_copernica.destination import selector
+from target_copernica.journal import InsertJournal, fingerprint_of
 from target_copernica.records import Item
 from target_copernica.settings import INSERT, UPDATE_ONLY, UPSERT
 from target_copernica.summary import StreamSummary
@@ -68,7 +73,9 @@ class BulkImporter:
         summary: StreamSummary,
         timeout_seconds: float,
         reject: Callable[[Item, str], None],
+        journal: InsertJournal | None = None,
     ) -> None:
+        self.journal = journal
         self.session = session
         self.dest = destination
         self.load_method = load_method
@@ -94,23 +101,32 @@ class BulkImporter:
 
     def _import(self, columns: list[str], items: list[Item]) -> list[Item]:
         # Key fields first, then the rest, identically in every row (the API requires it).
-        ordered = [*self.dest.key_fields, *(c for c in columns if c not in self.dest.key_fields)]
+        # The rest in the first row's order: rows already in it (usually all, as records of
+        # a stream share their property order) are sent as they are, without a copy.
+        keys = self.dest.key_fields
+        ordered = (*keys, *(c for c in items[0].fields if c not in keys))  # every row: `columns`
+        source = [
+            fields if tuple(fields) == ordered else {c: fields.get(c, "") for c in ordered}
+            for fields in (item.fields for item in items)
+        ]
         body = {
             "database": self.dest.structure.id,
             "name": f"target-copernica {self.summary.stream}",
             "action": ACTIONS[self.load_method],
             "keyFields": list(self.dest.key_fields),
-            "source": [{c: item.fields.get(c, "") for c in ordered} for item in items],
+            "source": source,
             "autostart": True,
             "rebuild": False,
             "followups": False,
         }
         self.summary.add("imports")
+        noted = self._note(items)
         try:
             response = self.session.request(
                 "POST", "imports", body=body, before_retry=self._may_resend
             )
         except RetryStopped as exc:
+            self._settle(noted, 0)
             for item in items:
                 self.reject(
                     item,
@@ -119,8 +135,11 @@ class BulkImporter:
                 )
             return []
         _, import_id = created_id(response, "import")
+        if self.journal is not None and noted and import_id:
+            self.journal.imported_as(noted, str(import_id))
         result = self._wait(str(import_id))
         if result.ok and result.total == len(items) and result.processed >= len(items):
+            self._settle(noted, len(items))
             self._count(items)
             logger.info(
                 "Stream '%s': import %s loaded %d rows.", self.summary.stream, import_id, len(items)
@@ -136,9 +155,35 @@ class BulkImporter:
             reason,
             len(items) - done,
         )
+        self._settle(noted, done)
         self._count(items[:done])
         self.summary.add("import_fallbacks", len(items) - done)
         return items[done:]
+
+    def _note(self, items: list[Item]) -> list[int]:
+        """Note an append import's rows in the journal before it is sent."""
+        if self.journal is None or self.load_method != INSERT:
+            return []
+        path = f"database/{self.dest.structure.id}/profiles"
+        index = self.dest.index
+        return self.journal.begin(
+            [
+                (
+                    fingerprint_of(self.summary.stream, item),
+                    item.epoch,
+                    (path, tuple(selector(self.dest.key_fields, item.key_values))),
+                    index.count(item.key),
+                )
+                for item in items
+            ],
+            batch=uuid.uuid4().hex,
+        )
+
+    def _settle(self, noted: list[int], landed: int) -> None:
+        """The first `landed` rows are in; the others are sent again another way."""
+        if self.journal is not None and noted:
+            self.journal.done(noted[:landed])
+            self.journal.drop(noted[landed:])
 
     def _may_resend(self, exc: BaseException) -> bool:
         """Upserts and updates may be imported twice; an append only when the server
@@ -152,31 +197,7 @@ class BulkImporter:
         )
 
     def _wait(self, import_id: str) -> ImportResult:
-        if not import_id or import_id == "0":
-            return ImportResult(import_id, 0, 0, "the API did not say which import it created")
-        deadline = time.monotonic() + self.timeout_seconds
-        wait = FIRST_POLL_SECONDS
-        while True:
-            time.sleep(wait)
-            info = payload_of(self.session.request("GET", f"import/{import_id}"))
-            info = (
-                info.get("data", info)
-                if isinstance(info, dict) and isinstance(info.get("data"), dict)
-                else info
-            )
-            status = str(info.get("status", "")).strip().lower()
-            total = _int(info.get("totallines"))
-            processed = _int(info.get("processedlines", info.get("processedLines")))
-            error = info.get("lasterror")
-            if error not in (None, False, "", "false"):
-                return ImportResult(import_id, processed, total, str(error))
-            if total and processed >= total and status not in RUNNING:
-                return ImportResult(import_id, processed, total, "")
-            if time.monotonic() >= deadline:
-                return ImportResult(
-                    import_id, processed, total, f"not finished after {self.timeout_seconds:.0f} s"
-                )
-            wait = min(MAX_POLL_SECONDS, wait * 1.5)
+        return wait_for_import(self.session, import_id, self.timeout_seconds)
 
     def _count(self, items: list[Item]) -> None:
         index = self.dest.index
@@ -189,3 +210,30 @@ class BulkImporter:
                 self.summary.add("updated")
                 if count > 1:
                     self.summary.add("multiple_matches")
+
+
+def wait_for_import(session: CopernicaSession, import_id: str, timeout: float) -> ImportResult:
+    """Poll an import until it ends, fails or `timeout` seconds pass."""
+    if not import_id or import_id == "0":
+        return ImportResult(import_id, 0, 0, "the API did not say which import it created")
+    deadline = time.monotonic() + timeout
+    wait = FIRST_POLL_SECONDS
+    while True:
+        time.sleep(wait)
+        info = payload_of(session.request("GET", f"import/{import_id}"))
+        info = (
+            info.get("data", info)
+            if isinstance(info, dict) and isinstance(info.get("data"), dict)
+            else info
+        )
+        status = str(info.get("status", "")).strip().lower()
+        total = _int(info.get("totallines"))
+        processed = _int(info.get("processedlines", info.get("processedLines")))
+        error = info.get("lasterror")
+        if error not in (None, False, "", "false"):
+            return ImportResult(import_id, processed, total, str(error))
+        if total and processed >= total and status not in RUNNING:
+            return ImportResult(import_id, processed, total, "")
+        if time.monotonic() >= deadline:
+            return ImportResult(import_id, processed, total, f"not finished after {timeout:.0f} s")
+        wait = min(MAX_POLL_SECONDS, wait * 1.5)

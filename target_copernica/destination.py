@@ -25,6 +25,7 @@ logger = logging.getLogger("target_copernica.destination")
 PAGE = 1000
 _NUMERIC = frozenset({"integer", "float", "foreign_key"})
 _EXACT = frozenset({"select", "date", "empty_date", "datetime", "empty_datetime"})
+_LIMITED = frozenset({"text", "email", "phone", "phone_fax", "phone_gsm"})  # `length` applies
 
 Key = tuple[str, ...]
 
@@ -59,6 +60,13 @@ class Structure:
     fields: dict[str, str]  # casefolded name -> type
     names: dict[str, str]  # casefolded name -> name as defined
     interests: dict[str, str] = field(default_factory=dict)  # casefolded -> name
+    lengths: dict[str, int] = field(default_factory=dict)  # casefolded -> max characters
+
+    def max_length(self, name: str) -> int | None:
+        """How many characters a field holds, for the types whose values are cut there."""
+        if self.field_type(name) not in _LIMITED:
+            return None
+        return self.lengths.get(name.casefold()) or None
 
     def field_name(self, name: str) -> str | None:
         """The field's defined name (names match case-insensitively, like the API)."""
@@ -97,27 +105,34 @@ class Structure:
         return value.casefold()
 
 
-def _definitions(rows: Iterable[Mapping[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
+def _definitions(
+    rows: Iterable[Mapping[str, Any]],
+) -> tuple[dict[str, str], dict[str, str], dict[str, int]]:
     types: dict[str, str] = {}
     names: dict[str, str] = {}
+    lengths: dict[str, int] = {}
     for row in rows:
         name = str(row.get("name", ""))
         if name:
             types[name.casefold()] = str(row.get("type", "text")).lower()
             names[name.casefold()] = name
-    return types, names
+            length = str(row.get("length") or "").strip()
+            if length.isdigit() and int(length) > 0:
+                lengths[name.casefold()] = int(length)
+    return types, names, lengths
 
 
 def load_database(session: CopernicaSession, ref: str) -> Structure:
     """A database's fields and interests (the database may be named by ID or name)."""
     info = payload_of(session.request("GET", f"database/{ref}"))
     database_id = str(info.get("ID") or info.get("id") or ref)
-    types, names = _definitions(read_all(session, f"database/{database_id}/fields"))
+    types, names, lengths = _definitions(read_all(session, f"database/{database_id}/fields"))
     interests = {
         str(row.get("name", "")).casefold(): str(row.get("name", ""))
         for row in read_all(session, f"database/{database_id}/interests")
     }
-    return Structure("database", database_id, str(info.get("name", ref)), types, names, interests)
+    name = str(info.get("name", ref))
+    return Structure("database", database_id, name, types, names, interests, lengths)
 
 
 def load_collection(session: CopernicaSession, database: Structure, ref: str) -> Structure:
@@ -128,8 +143,11 @@ def load_collection(session: CopernicaSession, database: Structure, ref: str) ->
             or str(row.get("name", "")).casefold() == ref.casefold()
         ):
             collection_id = str(row.get("ID") or row.get("id"))
-            types, names = _definitions(read_all(session, f"collection/{collection_id}/fields"))
-            return Structure("collection", collection_id, str(row.get("name", ref)), types, names)
+            types, names, lengths = _definitions(
+                read_all(session, f"collection/{collection_id}/fields")
+            )
+            name = str(row.get("name", ref))
+            return Structure("collection", collection_id, name, types, names, {}, lengths)
     msg = f"Collection {ref!r} does not exist in database '{database.name}'."
     raise ConfigValidationError(msg, errors=[msg])
 
@@ -237,3 +255,9 @@ def find_subprofiles(
     path = f"profile/{profile_id}/subprofiles/{collection_id}"
     rows = _rows(payload_of(session.request("GET", path, params=params)))
     return [int(row.get("ID") or row.get("id") or 0) for row in rows]
+
+
+def count_matches(session: CopernicaSession, path: str, conditions: list[tuple[str, str]]) -> int:
+    """How many live profiles (or subprofiles) a list path returns for a selector."""
+    params = [*conditions, ("limit", str(PAGE)), ("total", "false")]
+    return len(_rows(payload_of(session.request("GET", path, params=params))))

@@ -64,11 +64,16 @@ class Item:
     key: Key
     parent_values: dict[str, str] | None = None  # subprofiles: parent key field -> value
     parent_key: Key | None = None
+    epoch: int = 0  # how many STATE messages the target had read before this record
 
     @property
     def group(self) -> tuple[Key | None, Key]:
         """Records in one group are written one after another, in input order."""
         return (self.parent_key, self.key)
+
+
+# What Copernica trims from the end of a `fields[]` expression (PHP's `trim` set).
+SELECTOR_TRIM = " \t\n\r\0\x0b"
 
 
 def _is_deleted(record: Mapping[str, Any]) -> bool:
@@ -156,6 +161,25 @@ class RecordMapper:
             raise Rejected(msg)
         return known
 
+    def _key_value(self, name: str, value: str) -> str:
+        """A key value as it can be written and found again with a `fields[]` selector.
+
+        Copernica trims the end of a selector expression (PHP `trim`), so a key ending in
+        whitespace could never be found again: it is written without that whitespace. A key
+        longer than its field is refused: Copernica would cut it, with the same result."""
+        value = value.rstrip(SELECTOR_TRIM)
+        if value.strip() == "":
+            raise Rejected(f"key field '{name}' is missing or empty")
+        limit = self.structure.max_length(name)
+        if limit is not None and len(value) > limit:
+            msg = (
+                f"key field '{name}' holds {len(value)} characters; the field holds at most "
+                f"{limit}, and a key cut to fit would never be found again (lengthen the "
+                f"field in Copernica, or use another key)"
+            )
+            raise Rejected(msg)
+        return value
+
     # -- the record --------------------------------------------------------------------
     def map(self, seq: int, record: dict[str, Any]) -> Item:
         """The write for one record; raises Rejected."""
@@ -174,10 +198,7 @@ class RecordMapper:
             fields[defined] = self.convert(self.structure, defined, value)
         key_values: dict[str, str] = {}
         for name in self.key_fields:
-            value = fields.get(name, "")
-            if value.strip() == "":
-                raise Rejected(f"key field '{name}' is missing or empty")
-            key_values[name] = value
+            fields[name] = key_values[name] = self._key_value(name, fields.get(name, ""))
         key = tuple(self.structure.normalize(k, v) for k, v in key_values.items())
         item = Item(
             seq=seq,
@@ -201,7 +222,7 @@ class RecordMapper:
         raw = record.get(prop)
         if raw in (None, ""):
             raise Rejected(f"parent key property '{prop}' is missing or empty")
-        value = self.convert(self.parent, name, raw)
+        value = self.convert(self.parent, name, raw).rstrip(SELECTOR_TRIM)
         return {name: value}, (self.parent.normalize(name, value),)
 
 

@@ -26,6 +26,11 @@ def _default(value: Any) -> str:
     return str(value)
 
 
+# Characters Python's `splitlines` (and other JSONL readers) take for line breaks; JSON
+# leaves them raw with ensure_ascii=False, so they are escaped to keep one record a line.
+_LINE_BREAKS = {c: f"\\u{c:04x}" for c in (0x0B, 0x0C, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029)}
+
+
 class RejectedRecords:
     """Thread-safe writer of the rejected-records file."""
 
@@ -42,7 +47,7 @@ class RejectedRecords:
             {"stream": stream, "record": record, "reason": reason},
             default=_default,
             ensure_ascii=False,
-        )
+        ).translate(_LINE_BREAKS)
         line = self._scrub(line)
         with self._lock:
             if self._file is None:

@@ -131,6 +131,14 @@ SETTINGS = th.PropertiesList(
         description="JSONL file for records that could not be written (stream, record, reason).",
     ),
     th.Property(
+        "insert_journal_path",
+        th.StringType,
+        default="insert_journal.jsonl",
+        description="append-only: file listing the records written since the last STATE "
+        "the target emitted, so a rerun after a crash does not insert them again. Keep it on "
+        "storage that outlives the run; give each append-only pipeline its own path.",
+    ),
+    th.Property(
         "fail_on_rejected",
         th.BooleanType,
         default=False,
@@ -169,6 +177,7 @@ class TargetSettings:
     create_missing_fields: bool
     dry_run: bool
     rejected_records_path: str
+    insert_journal_path: str
     fail_on_rejected: bool
     tz: ZoneInfo
     import_timeout_seconds: float
@@ -231,6 +240,7 @@ class TargetSettings:
             rejected_records_path=str(
                 config.get("rejected_records_path") or "rejected_records.jsonl"
             ),
+            insert_journal_path=str(config.get("insert_journal_path") or "insert_journal.jsonl"),
             fail_on_rejected=bool(config.get("fail_on_rejected", False)),
             tz=tz,
             import_timeout_seconds=float(config.get("import_timeout_seconds", 3600)),

@@ -16,6 +16,7 @@ from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
 from target_copernica.api_writer import ApiWriter, Destination
 from target_copernica.bulk_import import BulkImporter
+from target_copernica.journal import InsertJournal, fingerprint_of
 from target_copernica.records import (
     DELETED_AT,
     Item,
@@ -129,6 +130,7 @@ class CopernicaSink(BatchSink):
         except Rejected as exc:
             self.reject_record(record, exc.reason)
             return
+        item.epoch = self._target.state_epoch
         context.setdefault("items", []).append(item)
 
     def reject_record(self, record: dict[str, Any], reason: str) -> None:
@@ -149,6 +151,10 @@ class CopernicaSink(BatchSink):
         settings = target.settings
         if self.route.collection:
             target.drain_profile_sinks()  # parents first
+        journal = target.journal
+        if journal is not None:
+            target.settle_journal()  # before the keys are counted
+            items = self._not_written_before(items, journal)
         target.ensure_index(self.destination.index)
         api_items = items
         if self._use_bulk(items):
@@ -160,6 +166,7 @@ class CopernicaSink(BatchSink):
                 summary=self.summary,
                 timeout_seconds=settings.import_timeout_seconds,
                 reject=self._reject_item,
+                journal=journal,
             )
             api_items = importer.write(bulk_items) + api_items
         ApiWriter(
@@ -171,7 +178,19 @@ class CopernicaSink(BatchSink):
             max_parallel=settings.max_parallel_requests,
             summary=self.summary,
             reject=self._reject_item,
+            journal=journal,
         ).write(api_items)
+        target.batch_written()
+
+    def _not_written_before(self, items: list[Item], journal: InsertJournal) -> list[Item]:
+        """Leave out the inserts an interrupted run had already made (a rerun's replay)."""
+        fresh: list[Item] = []
+        for item in items:
+            if not item.delete and journal.already_written(fingerprint_of(self.stream_name, item)):
+                self.summary.add("already_written")
+            else:
+                fresh.append(item)
+        return fresh
 
     def _use_bulk(self, items: list[Item]) -> bool:
         settings = self._target.settings

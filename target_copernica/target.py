@@ -20,10 +20,18 @@ from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 from tap_copernica.auth import CopernicaAuthenticator, authenticator_from_config
 from tap_copernica.http import CopernicaSession, RetryPolicy
-from target_copernica.destination import KeyIndex, Structure, load_collection, load_database
+from target_copernica.bulk_import import wait_for_import
+from target_copernica.destination import (
+    KeyIndex,
+    Structure,
+    count_matches,
+    load_collection,
+    load_database,
+)
+from target_copernica.journal import InsertJournal
 from target_copernica.reader import SingerLineReader
 from target_copernica.rejects import RejectedRecords
-from target_copernica.settings import SETTINGS, TargetSettings
+from target_copernica.settings import INSERT, SETTINGS, TargetSettings
 from target_copernica.sinks import CopernicaSink
 from target_copernica.summary import StreamSummary
 
@@ -51,6 +59,8 @@ class TargetCopernica(Target):
         self._indexes: dict[tuple[str, tuple[str, ...]], KeyIndex] = {}
         self._loaded: set[int] = set()
         self._summaries: dict[str, StreamSummary] = {}
+        self.state_epoch = 0  # STATE messages read so far; see `journal.py`
+        self._written_since_state = False
 
     capabilities: ClassVar[list[CapabilitiesEnum]] = [
         PluginCapabilities.ABOUT,
@@ -85,6 +95,52 @@ class TargetCopernica(Target):
     def rejects(self) -> RejectedRecords:
         """The rejected-records file."""
         return RejectedRecords(self.settings.rejected_records_path, self.redact)
+
+    @cached_property
+    def journal(self) -> InsertJournal | None:
+        """The insert journal of an append-only run (None otherwise)."""
+        if self.settings.load_method != INSERT or self.settings.dry_run:
+            return None
+        return InsertJournal(self.settings.insert_journal_path)
+
+    def settle_journal(self) -> None:
+        """Decide what an interrupted append-only run had in flight (once, before the
+        first write: an import it started must end before keys are counted)."""
+        journal = self.journal
+        if journal is None or journal.settled:
+            return
+        timeout = self.settings.import_timeout_seconds
+        journal.settle(
+            lambda lookup: count_matches(self.session, lookup[0], list(lookup[1])),
+            lambda import_id: wait_for_import(self.session, import_id, timeout).processed,
+        )
+
+    def batch_written(self) -> None:
+        """A sink wrote a batch (called by the sinks)."""
+        self._written_since_state = True
+
+    # The SDK has no public hook for "a STATE was read" and "a STATE was emitted"; the insert
+    # journal needs both. These two private methods are pinned with the SDK range in
+    # pyproject.toml and checked by tests/test_target_journal.py::test_sdk_state_hooks.
+    def _process_state_message(self, message_dict: dict) -> None:
+        before = self._latest_state
+        super()._process_state_message(message_dict)
+        if self._latest_state is before:
+            return
+        self.state_epoch += 1
+        # The SDK emits STATE only when it drains every sink (at the end, or every 5
+        # minutes); a full batch drains alone. Once a batch was written, confirm the next
+        # STATE at once, so a rerun after a crash repeats (and the journal holds) about one
+        # batch, not minutes of records.
+        if self._written_since_state:
+            self.drain_all()
+
+    def _write_state_message(self, state: dict) -> None:
+        super()._write_state_message(state)
+        self._written_since_state = False
+        # After the line is out: until then a rerun would start from the older STATE.
+        if self.journal is not None:
+            self.journal.state_emitted(self.state_epoch)
 
     def redact(self, text: str) -> str:
         """`text` without the API token or the JWT."""
@@ -206,6 +262,8 @@ class TargetCopernica(Target):
     def process_endofpipe(self) -> None:
         """Drain everything, log one summary line per stream, and set the exit status."""
         super().process_endofpipe()
+        if self.journal is not None:
+            self.journal.finish()
         self.rejects.close()
         for summary in self._summaries.values():
             summary.finish()

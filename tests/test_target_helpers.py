@@ -63,6 +63,7 @@ def target_config(emu: Emulator, tmp_path: Path, **overrides: Any) -> dict[str, 
         **config_for(emu),
         "database": "Warehouse",
         "rejected_records_path": str(tmp_path / "rejected.jsonl"),
+        "insert_journal_path": str(tmp_path / "insert_journal.jsonl"),
         **overrides,
     }
 

@@ -1,5 +1,6 @@
 """The target killed at random points and rerun from the last STATE it confirmed: every record
-lands exactly once (upsert makes repeats harmless), the last value of a key wins."""
+lands exactly once (upsert makes repeats harmless; append-only relies on the insert journal),
+the last value of a key wins."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import random
 import subprocess
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -61,38 +63,43 @@ def run_until_killed(
     return states, proc.returncode == 0
 
 
+def load_with_kills(
+    emu: Emulator, tmp_path: Path, messages: list[dict[str, Any]], **settings: Any
+) -> int:
+    """Run the target on `messages`, SIGKILLing it at random points and rerunning it from
+    the last STATE it emitted, until one run ends; returns how many runs were killed."""
+    rng = random.Random(11)
+    config = target_config(emu, tmp_path, batch_size_rows=30, **settings)
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(config))
+    position, kills, finished = 0, 0, False
+    for attempt in range(30):
+        index = next(
+            (i for i, m in enumerate(messages) if m.get("value", {}).get("position") == position),
+            -1,
+        )
+        states, finished = run_until_killed(
+            config_file,
+            messages[index + 1 :],
+            kill_after=rng.uniform(1.0, 2.2) if attempt < 6 else 600.0,
+        )
+        if states:
+            position = int(states[-1]["position"])  # what the target confirmed
+        if finished:
+            break
+        kills += 1
+    assert finished
+    return kills
+
+
 def test_killed_target_reruns_from_its_last_state_and_writes_each_key_once(
     tmp_path: Path,
 ) -> None:
-    rng = random.Random(11)
     messages = source(600)
     with Emulator(seed=4, profiles_per_database=5) as emu:
         add_warehouse(emu)
-        emu.faults.latency_ms = 20
-        config = target_config(emu, tmp_path, write_path="api", batch_size_rows=30)
-        config_file = tmp_path / "config.json"
-        config_file.write_text(json.dumps(config))
-        position, kills, finished = 0, 0, False
-        for attempt in range(30):
-            index = next(
-                (
-                    i
-                    for i, m in enumerate(messages)
-                    if m.get("value", {}).get("position") == position
-                ),
-                -1,
-            )
-            states, finished = run_until_killed(
-                config_file,
-                messages[index + 1 :],
-                kill_after=rng.uniform(1.0, 2.2) if attempt < 6 else 600.0,
-            )
-            if states:
-                position = int(states[-1]["position"])  # what the target confirmed
-            if finished:
-                break
-            kills += 1
-        assert finished
+        emu.faults.latency_ms = 40
+        kills = load_with_kills(emu, tmp_path, messages, write_path="api")
         assert kills >= 3, "the target was really killed mid-load"
         last_score: dict[str, int] = {}
         for message in messages:
@@ -103,3 +110,34 @@ def test_killed_target_reruns_from_its_last_state_and_writes_each_key_once(
         assert len(emails) == len(set(emails)) == len(last_score), "each key exactly once"
         written = profiles_by_email(emu)
         assert {e: int(written[e]["fields"]["score"]) for e in last_score} == last_score
+
+
+@pytest.mark.parametrize("write_path", ["api", "bulk"])
+def test_killed_append_only_target_inserts_every_record_exactly_once(
+    tmp_path: Path, write_path: str
+) -> None:
+    """Append-only creates a profile per record, keys repeating: a rerun must not insert
+    again what the killed run wrote after its last STATE (the insert journal)."""
+    messages = source(600)
+    with Emulator(seed=4, profiles_per_database=5) as emu:
+        add_warehouse(emu)
+        emu.faults.latency_ms = 40 if write_path == "api" else 60
+        journal = tmp_path / "journal" / "inserts.jsonl"
+        kills = load_with_kills(
+            emu,
+            tmp_path,
+            messages,
+            write_path=write_path,
+            load_method="append-only",
+            insert_journal_path=str(journal),
+        )
+        sent = Counter(
+            (m["record"]["email"], m["record"]["score"]) for m in messages if m["type"] == "RECORD"
+        )
+        written = Counter(
+            (p["fields"]["email"], int(p["fields"]["score"]))
+            for p in emu.store.profiles("Warehouse")
+        )
+        assert written == sent, "every record once: none lost, none doubled"
+        assert kills >= 3, "the target was really killed mid-load"
+        assert not journal.exists(), "a finished run leaves no journal"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ class Emulator:
         host: str = "127.0.0.1",
         port: int = 0,
         seed_anchor: float | None = None,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         if expired_status not in (400, 401):
             raise ValueError("expired_status must be 400 or 401")
@@ -67,6 +69,8 @@ class Emulator:
             seed=seed,
         )
         self._host, self._port = host, port
+        #: (certificate file, key file): serve HTTPS with them
+        self._tls = tls
         self._hooks: list[ResponseHook] = []
         self._log_lock = threading.Lock()
         self._server: EmulatorServer | None = None
@@ -77,6 +81,13 @@ class Emulator:
         if self._server is not None:
             return self
         server = EmulatorServer((self._host, self._port), self)
+        if self._tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self._tls)
+            # The handshake runs in the handler thread, so a refused one stops only itself.
+            server.socket = context.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._server = server
         self.app.api_url = self.api_url
         self._thread = threading.Thread(
@@ -119,7 +130,8 @@ class Emulator:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://{self._host}:{self.port}"
 
     @property
     def api_url(self) -> str:

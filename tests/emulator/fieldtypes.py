@@ -78,6 +78,9 @@ def default_for_existing_row(field_type: str) -> str:
     return ""
 
 
+LENGTH_LIMITED = frozenset({"text", "email", "phone", "phone_fax", "phone_gsm"})
+
+
 def coerce(field_type: str, value: object, *, choices: str, tz: ZoneInfo) -> str:
     """Convert any written value to the string the API stores; values are never rejected."""
     if field_type in NUMERIC_TYPES:

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from .fieldtypes import CompareKind, compare_kind, leading_number
 from .model import FieldDef, find_field
 
+PHP_TRIM = " \t\n\r\0\x0b"  # what PHP's trim() removes, and nothing more
 TWO_CHAR_OPERATORS = ("==", "!=", "<>", "<=", ">=", "=~", "!~")
 ONE_CHAR_OPERATORS = ("<", ">")
 ORDERINGS: dict[str, Callable[[Any, Any], bool]] = {
@@ -50,8 +51,9 @@ class Condition:
 
 
 def split_expression(expression: str) -> tuple[str, str, str] | None:
-    """Split at the first operator occurrence, trying two-char operators first."""
-    text = expression.strip()
+    """Split at the first operator occurrence, trying two-char operators first; the whole
+    expression is trimmed first, as PHP's `trim` does (contract c.2)."""
+    text = expression.strip(PHP_TRIM)
     for position in range(len(text)):
         pair = text[position : position + 2]
         if pair in TWO_CHAR_OPERATORS:

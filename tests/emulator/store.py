@@ -198,9 +198,11 @@ class Store:
         for key, raw in incoming.items():
             target = find_field(fields, str(key))
             if target is not None:
-                result[target.name] = fieldtypes.coerce(
-                    target.type, raw, choices=target.value, tz=self.tz
-                )
+                value = fieldtypes.coerce(target.type, raw, choices=target.value, tz=self.tz)
+                if target.type in fieldtypes.LENGTH_LIMITED and target.length > 0:
+                    # "max `length` chars" (contract g.2): assumed cut, as MySQL does unstrict.
+                    value = value[: target.length]
+                result[target.name] = value
         return result
 
     def _interest_names(
