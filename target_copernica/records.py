@@ -72,6 +72,27 @@ class Item:
         return (self.parent_key, self.key)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How records of one shape (the same property names in the same order) are mapped."""
+
+    nested: bool  # the values are in record["fields"] (the tap's shape)
+    unknown: list[str]  # names the destination lacks, sorted: such records are rejected
+    columns: tuple[tuple[str, str, str], ...]  # (source name, defined field, writer class)
+
+
+# Writer classes `map` converts inline; _SLOW ones always go through `convert`.
+_TEXT, _INTEGER, _FLOAT, _SLOW = "text", "integer", "float", "slow"
+_FAST_WRITERS = {
+    field_type("text").write: _TEXT,
+    field_type("integer").write: _INTEGER,
+    field_type("float").write: _FLOAT,
+}
+#: Integers the integer writer (which goes through float) writes as str(value).
+_EXACT_INT = 2**53
+MAX_PLANS = 256
+
+
 # What Copernica trims from the end of a `fields[]` expression (PHP's `trim` set).
 SELECTOR_TRIM = " \t\n\r\0\x0b"
 
@@ -104,25 +125,53 @@ class RecordMapper:
         self.parent_field = (
             parent.field_name(route.parent_key_field or "") if parent is not None else None
         )
+        # Column plans by record shape; see `_plan`.
+        self._plans: dict[tuple[Any, ...], _Plan] = {}
+        self._plans_for = -1  # len(structure.names) the plans were made with
+        self._fields_is_field = False  # the destination has a field called "fields"
 
     # -- values ------------------------------------------------------------------------
-    def _source_values(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        nested = record.get("fields")
-        if isinstance(nested, dict) and self.structure.field_name("fields") is None:
-            return dict(nested)  # the tap's shape
-        skip = {"interests", self.route.parent_key_property}
-        return {
-            k: v
-            for k, v in record.items()
-            if not k.startswith("_sdc_") and k not in skip and not self._is_meta(k, record)
-        }
-
-    @staticmethod
-    def _is_meta(name: str, record: Mapping[str, Any]) -> bool:
-        return isinstance(record.get("fields"), dict) and name in TAP_SHAPE_META
+    def _plan(self, record: Mapping[str, Any], nested: Any) -> _Plan:
+        """The plan for records of this shape: made once, then looked up (most streams have
+        one or a few shapes); remade when fields were created since."""
+        structure = self.structure
+        if self._plans_for != len(structure.names):
+            self._plans.clear()
+            self._plans_for = len(structure.names)
+            self._fields_is_field = structure.field_name("fields") is not None
+        tap_shape = isinstance(nested, dict)
+        from_nested = tap_shape and not self._fields_is_field
+        shape = (tap_shape, tuple(nested if from_nested else record))
+        plan = self._plans.get(shape)
+        if plan is not None:
+            return plan
+        if from_nested:
+            names = list(shape[1])  # the tap's shape: every nested field is written
+        else:
+            skip = {"interests", self.route.parent_key_property}
+            names = [
+                k
+                for k in shape[1]
+                if not k.startswith("_sdc_")
+                and k not in skip
+                and not (tap_shape and k in TAP_SHAPE_META)
+            ]
+        unknown = sorted(k for k in names if structure.field_name(k) is None)
+        columns = []
+        for name in names:
+            defined = structure.field_name(name) or name
+            writer = field_type(structure.field_type(defined)).write
+            columns.append((name, defined, _FAST_WRITERS.get(writer, _SLOW)))
+        if len(self._plans) >= MAX_PLANS:  # records of ever new shapes: keep memory flat
+            self._plans.clear()
+        plan = self._plans[shape] = _Plan(from_nested, unknown, tuple(columns))
+        return plan
 
     def convert(self, structure: Structure, name: str, value: Any) -> str:
-        """One value in the API's format for the field's type (Rejected if it cannot be)."""
+        """One value in the API's format for the field's type (Rejected if it cannot be).
+
+        `map` converts null, text, integer and float values inline as this does; a change
+        here must be made there too (`tests/test_target_units.py` compares the two)."""
         kind = structure.field_type(name)
         if isinstance(value, (dict, list)):
             if kind in ("text", "big"):
@@ -183,19 +232,32 @@ class RecordMapper:
     # -- the record --------------------------------------------------------------------
     def map(self, seq: int, record: dict[str, Any]) -> Item:
         """The write for one record; raises Rejected."""
-        values = self._source_values(record)
-        unknown = sorted(k for k in values if self.structure.field_name(k) is None)
-        if unknown:
+        nested: Any = record.get("fields")
+        plan = self._plan(record, nested)
+        if plan.unknown:
             msg = (
-                f"field(s) {unknown} do not exist in {self.structure.kind} "
+                f"field(s) {plan.unknown} do not exist in {self.structure.kind} "
                 f"'{self.structure.name}' (enable `create_missing_fields`, or drop them "
                 f"with `stream_maps`)"
             )
             raise Rejected(msg)
+        source = nested if plan.nested else record
+        structure = self.structure
         fields: dict[str, str] = {}
-        for name, value in values.items():
-            defined = self.structure.field_name(name) or name
-            fields[defined] = self.convert(self.structure, defined, value)
+        # The common values inline, exactly as their writers would convert them (this loop
+        # runs for every value of every record); the rest through `convert`.
+        for name, defined, kind in plan.columns:
+            value = source[name]
+            if value is None:
+                fields[defined] = ""  # every writer writes None as ""
+            elif kind is _TEXT and type(value) is str:
+                fields[defined] = value
+            elif kind is _INTEGER and type(value) is int and -_EXACT_INT <= value <= _EXACT_INT:
+                fields[defined] = str(value)
+            elif kind is _FLOAT and type(value) is float:
+                fields[defined] = repr(value)
+            else:
+                fields[defined] = self.convert(structure, defined, value)
         key_values: dict[str, str] = {}
         for name in self.key_fields:
             fields[name] = key_values[name] = self._key_value(name, fields.get(name, ""))

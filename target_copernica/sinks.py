@@ -8,9 +8,11 @@ SDK emits a STATE message only after every record before it has been written.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk.exceptions import InvalidRecord
+from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
@@ -30,6 +32,19 @@ from target_copernica.validation import CompiledSchemaValidator
 
 if TYPE_CHECKING:
     from target_copernica.target import TargetCopernica
+
+#: What the SDK's `_remove_sdc_metadata_from_record` pops.
+_SDC_METADATA = frozenset(
+    {
+        "_sdc_extracted_at",
+        "_sdc_received_at",
+        "_sdc_batched_at",
+        DELETED_AT,
+        "_sdc_sequence",
+        "_sdc_table_version",
+        "_sdc_sync_started_at",
+    }
+)
 
 
 class CopernicaSink(BatchSink):
@@ -92,6 +107,8 @@ class CopernicaSink(BatchSink):
     # -- records -----------------------------------------------------------------------
     def _remove_sdc_metadata_from_record(self, record: dict) -> None:
         """Drop the SDK's metadata, but keep `_sdc_deleted_at`: it marks a delete."""
+        if _SDC_METADATA.isdisjoint(record):  # most records: one set operation, no pops
+            return
         deleted_at = record.get(DELETED_AT)
         super()._remove_sdc_metadata_from_record(record)
         if deleted_at is not None:
@@ -110,6 +127,8 @@ class CopernicaSink(BatchSink):
             except InvalidRecord as exc:
                 self._invalid_reason = f"does not match the stream's SCHEMA: {exc.error_message}"
                 return record
+        if record.keys() <= self._plain_properties:
+            return record  # nothing for the SDK's timestamp parsing to parse or warn about
         try:
             self._parse_timestamps_in_record(
                 record=record, schema=self.schema, treatment=self.datetime_error_treatment
@@ -117,6 +136,17 @@ class CopernicaSink(BatchSink):
         except ValueError as exc:
             self._invalid_reason = f"does not match the stream's SCHEMA: {exc}"
         return record
+
+    @cached_property
+    def _plain_properties(self) -> frozenset[str]:
+        """The SCHEMA's properties that `_parse_timestamps_in_record` leaves alone (those
+        that are not date-like); it walks every property of every record, so a record
+        with only these skips it. `tests/test_target_units.py` checks this against the SDK."""
+        return frozenset(
+            name
+            for name, prop in self.schema.get("properties", {}).items()
+            if isinstance(prop, dict) and get_datelike_property_type(prop) is None
+        )
 
     def process_record(self, record: dict, context: dict) -> None:
         """Map the record now (so rejects are found early); the write waits for the batch."""
