@@ -99,6 +99,17 @@ def test_exhausted_retries_fail_clearly_and_leave_a_resumable_state(
     done = [p for p in partitions if p["context"] == {"database_id": 1}]
     assert done
     assert done[0].get("replication_key_value")
+    # The API is back: a rerun from that state finishes the job, nothing lost or doubled
+    # beyond the profiles a resumed read sends again.
+    emulator.faults.clear()
+    state_file = tmp_path / "state.json"
+    state_file.write_text(json.dumps(result.final_state))
+    rerun = run_cli(TAP, ["--state", str(state_file)], config=config, tmp_path=tmp_path)
+    assert rerun.exit_code == 0
+    store = emulator.store
+    everything = {int(p["ID"]) for db in store.databases for p in store.profiles(db)}
+    emitted = [int(r["ID"]) for run in (result, rerun) for r in run.records.get("profiles", [])]
+    assert set(emitted) == everything
 
 
 def test_no_token_or_jwt_reaches_any_output_even_at_debug_level(
