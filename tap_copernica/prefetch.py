@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -13,19 +14,27 @@ T = TypeVar("T")
 def in_order(calls: Iterable[Callable[[], T]], workers: int) -> Iterator[T]:
     """Run `calls` with at most `workers` at once; yield their results in submission order.
 
-    `calls` is consumed lazily, one call ahead of each result handed back, so a producer may
-    plan the next call from the results seen so far. An error in any call is raised at its
-    turn; calls not yet started are cancelled.
+    Up to twice `workers` calls are handed to the threads ahead of the result being handed
+    back: a thread that finishes a call starts the next one at once, instead of waiting for
+    the consumer to take an earlier result, so `workers` requests stay in flight while the
+    consumer works (at most `workers` running, at most `workers` finished results waiting,
+    which bounds memory). `calls` is consumed lazily, so a producer may plan the next call
+    from the results seen so far. An error in any call is raised at its turn; calls not yet
+    started are cancelled.
     """
+    workers = max(1, workers)
     pending: deque[Future[T]] = deque()
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="copernica") as pool:
+    todo = iter(calls)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copernica") as pool:
         try:
-            for call in calls:
+            for call in itertools.islice(todo, 2 * workers):
                 pending.append(pool.submit(call))
-                if len(pending) >= workers:
-                    yield pending.popleft().result()
             while pending:
-                yield pending.popleft().result()
+                result = pending.popleft().result()
+                following = next(todo, None)
+                if following is not None:
+                    pending.append(pool.submit(following))
+                yield result
         finally:
             for future in pending:
                 future.cancel()

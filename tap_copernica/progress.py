@@ -37,10 +37,10 @@ class RunProgress:
         with self._lock:
             self.retries[stream] += 1
 
-    def record(self, stream: str) -> None:
-        """A record was handed on to be emitted (always on the sync's own thread)."""
-        self.records[stream] += 1
-        if self.records[stream] % 100:
+    def record(self, stream: str, count: int = 1) -> None:
+        """Records were handed on to be emitted (always on the sync's own thread)."""
+        self.records[stream] += count
+        if count == 1 and self.records[stream] % 100:
             return  # look at the clock every 100 records only: this runs for every record
         now = time.monotonic()
         if now - self._last_log >= self._interval:

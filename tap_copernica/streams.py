@@ -9,7 +9,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable
+import datetime as dt
+import itertools
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,10 +20,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
-from singer_sdk.singerlib import RecordMessage
 
 from tap_copernica.client import CopernicaStream, payload_of, rows_of
 from tap_copernica.errors import CopernicaPagingError
+from tap_copernica.output import SingerLineWriter
 from tap_copernica.paging import (
     CursorPaginator,
     IdListPaginator,
@@ -97,35 +100,6 @@ class ObjectStream(CopernicaStream):
             self.tap.progress.record(self.name)
         return self.shape.apply(row, self)
 
-    # -- the one private SDK override (singer-sdk 0.54, pinned in pyproject.toml) ---------
-    def _generate_record_messages(
-        self, record: dict[str, Any]
-    ) -> Generator[RecordMessage, None, None]:
-        """The SDK's RECORD building, without its per-record selection walk when nothing in
-        the stream is deselected and the record is already conformed (profile streams).
-
-        That walk costs a dictionary copy and a mask lookup per property and nested field,
-        about a third of the tap's CPU per profile. Anything else goes the SDK's way.
-        `tests/test_units.py::test_fast_record_messages_match_the_sdk` fails if the SDK's
-        messages stop matching these.
-        """
-        if self.TYPE_CONFORMANCE_LEVEL != TypeConformanceLevel.NONE or not self._all_selected:
-            yield from super()._generate_record_messages(record)
-            return
-        for stream_map in self.stream_maps:
-            mapped = stream_map.transform(record)
-            if mapped is not None:
-                yield RecordMessage(
-                    stream=stream_map.stream_alias,
-                    record=mapped,
-                    version=self._stream_version,
-                    time_extracted=utc_now(),
-                )
-
-    @cached_property
-    def _all_selected(self) -> bool:
-        return all(self.mask.values())
-
     def generate_child_contexts(
         self, record: dict, context: Context | None
     ) -> Iterable[Context | None]:
@@ -156,9 +130,10 @@ class DatabasesStream(ListStream):
     """Databases, limited to `database_ids` when that setting is given."""
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        """Every database, or the selected ones."""
+        """Every database, or the selected ones, from the list discovery read moments ago
+        (one round trip less before the first profile page)."""
         wanted = self.tap.selected_database_ids()
-        for row in self.request_records(context):
+        for row in self.tap.database_rows():
             if wanted is None or to_int(row.get("ID")) in wanted:
                 yield row
 
@@ -211,6 +186,8 @@ class ProfileStream(ObjectStream):
     owner_kind: ClassVar[str]
     _bookmark: ProfileBookmark
     _cursor: ProfileCursor
+    _counted = False  # whether records count in the progress lines (the stream is selected)
+    _extracted: dt.datetime | None = None  # when the page being emitted arrived
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         """Read the partition from its bookmark to the end."""
@@ -229,6 +206,7 @@ class ProfileStream(ObjectStream):
             self.get_context_state(context), self.tap.timezone, self.config.get("start_date")
         )
         self._cursor = self._bookmark.cursor(self.tap.page_size, by_id=clash)
+        self._counted = self.selected
         if self._cursor.by_id and self.tap.max_parallel_requests > 1:
             yield from self._parallel_scan(context)
         else:
@@ -242,13 +220,23 @@ class ProfileStream(ObjectStream):
 
     # -- ID-ordered reads with several requests in flight ---------------------------------
     def _rows(self, context: Context, params: dict[str, Any]) -> tuple[list[dict], str | None]:
+        rows, server_now, _ = self._timed_rows(context, params)
+        return rows, server_now
+
+    def _timed_rows(
+        self, context: Context, params: dict[str, Any]
+    ) -> tuple[list[dict], str | None, float]:
+        """A page's rows, the server's settled horizon, and the seconds until its headers."""
         response = self.fetch(context, params)
         rows = [r for r in rows_of(payload_of(response)) if isinstance(r, dict)]
-        return rows, settled_before(
+        server_now = settled_before(
             response.headers.get("Date"), self.tap.timezone, self.tap.lookback_seconds
         )
+        return rows, server_now, response.elapsed.total_seconds()
 
-    def _whole_range(self, context: Context, low: int, high: int) -> tuple[int, int, list[dict]]:
+    def _whole_range(
+        self, context: Context, low: int, high: int
+    ) -> tuple[int, int | None, list[dict]]:
         """Every row with `low < ID <= high`; a range that fills its page is read on."""
         rows: list[dict] = []
         after = low
@@ -262,10 +250,34 @@ class ProfileStream(ObjectStream):
 
     def _emit_scanned(self, rows: list[dict], server_now: str | None) -> Iterable[dict]:
         since = self._cursor.since
+        self._page_arrived(len(rows))
+        emitted = self._bookmark.emitted
         for row in rows:
-            self._bookmark.emitted(row, server_now)  # moves the scan's `after_id`
+            emitted(row, server_now)  # moves the scan's `after_id`
             if since is None or str(row.get("modified") or "") >= since:
                 yield row
+
+    def _workers(self, wait_s: float, page_s: float) -> int:
+        """Requests to keep in flight, from the first page: how long the API took to answer
+        (until the headers), and how long its records took to go out.
+
+        When the API answers faster than a page takes to process (a fast or
+        nearby API), one request ahead already hides all waiting; more threads would only
+        fight over the interpreter to decode pages nobody is ready for (slower, measured).
+        Under real latency, every allowed request is kept in flight.
+        """
+        most = self.tap.max_parallel_requests
+        workers = 1 if wait_s < page_s else most
+        self.logger.info(
+            "Reading %s by ID ranges with %d request(s) in flight (of %d allowed): the API "
+            "answered in %.0f ms, a page took %.0f ms to process.",
+            self.name,
+            workers,
+            most,
+            wait_s * 1000,
+            page_s * 1000,
+        )
+        return workers
 
     def _parallel_scan(self, context: Context) -> Iterable[dict[str, Any]]:
         """The ID-ordered read (full loads) as ID ranges fetched side by side, in order."""
@@ -274,35 +286,48 @@ class ProfileStream(ObjectStream):
         # The first page and the highest ID are independent: ask for both at once.
         first_page = {"orderby": "id", "fields[]": [f"id>{after}"]}
         highest = {"orderby": "id", "order": "desc", "limit": 1, "fields[]": [f"id>{after}"]}
-        (first, server_now), (top, _) = in_order(
-            [partial(self._rows, context, first_page), partial(self._rows, context, highest)],
+        (first, server_now, waited), (top, _, _) = in_order(
+            [
+                partial(self._timed_rows, context, first_page),
+                partial(self._timed_rows, context, highest),
+            ],
             self.tap.max_parallel_requests,
         )
+        fetched = time.perf_counter()
         check_ascending(first, after, None)
         self._bookmark.page_served(server_now)
         yield from self._emit_scanned(first, server_now)
         if len(first) < size:
             return
+        workers = self._workers(waited, time.perf_counter() - fetched)
         start = int(first[-1]["ID"])
         planner = IdRangePlanner(
             page_size=size,
             after_id=start,
-            max_id=int(top[0]["ID"]) if top else start,
+            max_id=max(int(top[0]["ID"]), start) if top else start,  # never below what is read
             span=max(1, int(0.9 * (start - int(first[0]["ID"]) + 1))),
         )
-        calls = (partial(self._whole_range, context, low, high) for low, high in planner.ranges())
-        for low, high, rows in in_order(calls, self.tap.max_parallel_requests):
-            planner.observe(low, high, len(rows))
+        # Profiles inserted since the scan began sit above `max_id`: their first page is
+        # asked for with the last ranges (no round trip of its own), the rest by keyset.
+        calls: Iterable[Callable[[], tuple[int, int | None, list[dict]]]] = itertools.chain(
+            (partial(self._whole_range, context, low, high) for low, high in planner.ranges()),
+            [partial(self._page_above, context, planner.max_id)],
+        )
+        page: list[dict] = []
+        for low, high, rows in in_order(calls, workers):
+            if high is not None:
+                planner.observe(low, high, len(rows))
+            page = rows
             yield from self._emit_scanned(rows, None)
-        # Profiles inserted since the scan began sit above `max_id`: read them by keyset.
-        after = max(planner.max_id, int(self._bookmark.state.get("scan", {}).get("after_id", 0)))
-        while True:
-            page, _ = self._rows(context, {"orderby": "id", "fields[]": [f"id>{after}"]})
-            check_ascending(page, after, None)
+        while len(page) >= size:
+            _, _, page = self._page_above(context, int(page[-1]["ID"]))
             yield from self._emit_scanned(page, None)
-            if len(page) < size:
-                return
-            after = int(page[-1]["ID"])
+
+    def _page_above(self, context: Context, low: int) -> tuple[int, None, list[dict]]:
+        """The first page of rows with `ID > low`."""
+        page, _ = self._rows(context, {"orderby": "id", "fields[]": [f"id>{low}"]})
+        check_ascending(page, low, None)
+        return low, None, page
 
     def get_new_paginator(self) -> BaseAPIPaginator:
         """Keyset paging driven by the partition's cursor."""
@@ -323,19 +348,27 @@ class ProfileStream(ObjectStream):
             fresh = self._cursor.accept(rows)
         except ValueError as exc:
             raise CopernicaPagingError(self.name, str(exc)) from None
+        self._page_arrived(len(fresh))
+        emitted = self._bookmark.emitted
         for row in fresh:
-            self._bookmark.emitted(row, server_now)
+            emitted(row, server_now)
             yield row
         self._bookmark.page_done(self._cursor)
+
+    def _page_arrived(self, rows: int) -> None:
+        """A page's rows are about to be handed on: its extraction time, and progress."""
+        self._extracted = utc_now()
+        if self._counted:
+            self.tap.progress.record(self.name, rows)
 
     def post_process(
         self, row: dict[str, Any], context: Context | None = None
     ) -> dict[str, Any] | None:
-        """As for every stream, then `build_record`, keeping what the schema declares."""
-        shaped = super().post_process(row, context)
-        if shaped is None:
-            return None
-        record = self.build_record(shaped)
+        """The stream's shape, then `build_record`, keeping what the schema declares.
+
+        Runs for every profile, so it is flat: progress is counted per page instead.
+        """
+        record = self.build_record(self.shape.apply(row, self))
         declared = self._declared
         return (
             record
@@ -350,6 +383,38 @@ class ProfileStream(ObjectStream):
     @cached_property
     def _declared(self) -> frozenset[str]:
         return frozenset(self.schema.get("properties", {}))
+
+    # -- the one private SDK override (singer-sdk 0.54, pinned in pyproject.toml) ---------
+    def _write_record_message(self, record: dict[str, Any]) -> None:
+        """The SDK's RECORD writing, encoded straight into the output block, when nothing in
+        the stream is deselected (records are built to the schema and not conformed here).
+
+        The SDK would walk every property for deselection, build a message object with its
+        own clock reading and encode it through two layers of dictionaries: most of the
+        tap's CPU per profile. Stream maps still apply; the extraction time is the page's.
+        `tests/test_units.py::test_fast_record_messages_match_the_sdk` fails if the SDK's
+        lines stop matching these.
+        """
+        writer = self._fast_writer
+        if writer is None:
+            super()._write_record_message(record)
+            return
+        for stream_map in self.stream_maps:
+            mapped = stream_map.transform(record)
+            if mapped is not None:
+                writer.write_record(
+                    stream_map.stream_alias, mapped, self._stream_version, self._extracted
+                )
+        self.state_manager.is_flushed = False
+
+    @cached_property
+    def _fast_writer(self) -> SingerLineWriter | None:
+        """The tap's writer when the fast path builds what the SDK would, else None."""
+        writer = self._tap.message_writer
+        plain = self.TYPE_CONFORMANCE_LEVEL == TypeConformanceLevel.NONE
+        if plain and all(self.mask.values()) and isinstance(writer, SingerLineWriter):
+            return writer
+        return None
 
     def get_replication_key_signpost(self, context: Context | None = None) -> None:
         """No signpost: the bookmark only ever holds values of emitted records."""

@@ -144,22 +144,39 @@ def test_an_unreadable_value_is_null_and_counted() -> None:
 
 
 def test_fast_record_messages_match_the_sdk(config: dict[str, object]) -> None:
-    """The private fast path in streams.py must build what the SDK builds (pinned SDK)."""
+    """The private fast path in streams.py must write what the SDK writes (pinned SDK)."""
+    import re  # noqa: PLC0415
+
     from singer_sdk import Stream  # noqa: PLC0415
 
+    from tap_copernica.output import SingerLineWriter  # noqa: PLC0415
     from tap_copernica.tap import TapCopernica  # noqa: PLC0415
 
+    def without_time(line: bytes) -> bytes:
+        return re.sub(rb',"time_extracted":"\d{4}-\d\d-\d\dT[\d:.]+Z"', b"", line)
+
     tap = TapCopernica(config=config)
+    writer = tap.message_writer
+    assert isinstance(writer, SingerLineWriter)
     for name in ("profiles", "profiles_customers"):
         stream = tap.streams[name]
-        record = {"ID": 1, "database_id": 1, "modified": "2024-01-01T00:00:00+01:00"}
-        if name == "profiles":
-            record["fields"] = {"email": "a@b.c", "city": ""}
-        ours = list(stream._generate_record_messages(dict(record)))
-        sdks = list(Stream._generate_record_messages(stream, dict(record)))
-        assert [m.to_dict() | {"time_extracted": None} for m in ours] == [
-            m.to_dict() | {"time_extracted": None} for m in sdks
-        ]
+        assert stream._fast_writer is writer  # type: ignore[attr-defined]
+        for version in (None, 7):
+            stream._stream_version = version
+            stream._extracted = dt.datetime(2024, 5, 6, 7, 8, 9, 1234, tzinfo=dt.timezone.utc)  # type: ignore[attr-defined]
+            record = {"ID": 1, "database_id": 1, "modified": "2024-01-01T00:00:00+01:00"}
+            if name == "profiles":
+                record["fields"] = {"email": "a@b.c", "city": 'Zoë "Z"'}
+            stream._write_record_message(dict(record))
+            ours = bytes(writer._block)
+            writer._block.clear()
+            Stream._write_record_message(stream, dict(record))
+            sdks = bytes(writer._block)
+            writer._block.clear()
+            assert ours.count(b"\n") == sdks.count(b"\n") == 1
+            assert b'"time_extracted":"2024-05-06T07:08:09.001234Z"}' in ours
+            assert without_time(ours) == without_time(sdks)  # byte for byte
+            assert json.loads(ours)["record"] == record
 
 
 def test_id_ranges_follow_the_density_and_stay_bounded() -> None:
