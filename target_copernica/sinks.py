@@ -174,7 +174,12 @@ class CopernicaSink(BatchSink):
     # -- batches -----------------------------------------------------------------------
     def process_batch(self, context: dict) -> None:
         """Write the batch: an import for many plain profile rows, API calls for the rest."""
-        items: list[Item] = context.get("items", [])
+        target = self._target
+        target.batch_started()
+        self._write_batch(context.get("items", []))
+        target.batch_written(self)
+
+    def _write_batch(self, items: list[Item]) -> None:
         if not items:
             return
         target = self._target
@@ -210,7 +215,6 @@ class CopernicaSink(BatchSink):
             reject=self._reject_item,
             journal=journal,
         ).write(api_items)
-        target.batch_written()
 
     def _not_written_before(self, items: list[Item], journal: InsertJournal) -> list[Item]:
         """Leave out the inserts an interrupted run had already made (a rerun's replay)."""

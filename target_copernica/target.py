@@ -7,13 +7,14 @@ of answers, the same retries.
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 import threading
 from functools import cached_property
 from typing import IO, Any, ClassVar
 
-from singer_sdk import Target
+from singer_sdk import Sink, Target
 from singer_sdk.exceptions import RecordsWithoutSchemaException
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TargetCapabilities
 from singer_sdk.singerlib.exceptions import InvalidInputLine
@@ -61,6 +62,8 @@ class TargetCopernica(Target):
         self._summaries: dict[str, StreamSummary] = {}
         self.state_epoch = 0  # STATE messages read so far; see `journal.py`
         self._written_since_state = False
+        self._state_confirmed = True  # the latest STATE read has been emitted
+        self._batches_in_flight = 0
 
     capabilities: ClassVar[list[CapabilitiesEnum]] = [
         PluginCapabilities.ABOUT,
@@ -115,29 +118,56 @@ class TargetCopernica(Target):
             lambda import_id: wait_for_import(self.session, import_id, timeout).processed,
         )
 
-    def batch_written(self) -> None:
-        """A sink wrote a batch (called by the sinks)."""
-        self._written_since_state = True
+    # -- confirming STATE promptly ----------------------------------------------------
+    # The SDK emits STATE only when it drains every sink: at the end, or every 5 minutes (a
+    # full batch drains alone). A crash then repeats minutes of records on the rerun, and an
+    # append-only journal holds them all. So the latest STATE is confirmed as soon as
+    # nothing before it is left unwritten: after a batch when no sink holds records (a
+    # one-stream load: after every batch), or when a STATE arrives then; and once a batch
+    # was written, the next STATE drains the other streams' partial batches to get there.
+    def batch_started(self) -> None:
+        with self._lock:
+            self._batches_in_flight += 1
 
-    # The SDK has no public hook for "a STATE was read" and "a STATE was emitted"; the insert
-    # journal needs both. These two private methods are pinned with the SDK range in
-    # pyproject.toml and checked by tests/test_target_journal.py::test_sdk_state_hooks.
+    def batch_written(self, sink: Sink) -> None:
+        """A sink wrote (or rejected) its batch."""
+        with self._lock:
+            self._batches_in_flight -= 1
+            self._written_since_state = True
+            if self._batches_in_flight or not self._nothing_held(besides=sink):
+                return
+        self._confirm_state()
+
+    def _nothing_held(self, besides: Sink | None = None) -> bool:
+        sinks = [*self._sinks_to_clear, *self._sinks_active.values()]
+        return all(s.current_size == 0 for s in sinks if s is not besides)
+
+    def _confirm_state(self) -> None:
+        if self._latest_state and not self._state_confirmed:
+            self._write_state_message(copy.deepcopy(self._latest_state))
+
+    # The SDK has no public hook for "a STATE was read" and "a STATE was emitted"; the
+    # confirmation above and the insert journal need both. These two private methods are
+    # pinned with the SDK range in pyproject.toml and checked by
+    # tests/test_target_journal.py::test_sdk_state_hooks.
     def _process_state_message(self, message_dict: dict) -> None:
         before = self._latest_state
         super()._process_state_message(message_dict)
         if self._latest_state is before:
             return
         self.state_epoch += 1
-        # The SDK emits STATE only when it drains every sink (at the end, or every 5
-        # minutes); a full batch drains alone. Once a batch was written, confirm the next
-        # STATE at once, so a rerun after a crash repeats (and the journal holds) about one
-        # batch, not minutes of records.
-        if self._written_since_state:
+        self._state_confirmed = False
+        if self._nothing_held():
+            self._confirm_state()
+        elif self._written_since_state:
             self.drain_all()
 
     def _write_state_message(self, state: dict) -> None:
+        if self._state_confirmed:
+            return  # emitted already (the SDK's drain_all emits the latest one again)
         super()._write_state_message(state)
         self._written_since_state = False
+        self._state_confirmed = True
         # After the line is out: until then a rerun would start from the older STATE.
         if self.journal is not None:
             self.journal.state_emitted(self.state_epoch)

@@ -154,4 +154,17 @@ def test_sdk_state_hooks(tmp_path: Path) -> None:
         config = target_config(emu, tmp_path, load_method="append-only")
         run = run_target(config, [state({"a": 1}), state({"a": 1}), state({"a": 2})])
     assert run.target.state_epoch == 2, "a new STATE opens an epoch; a repeat does not"
-    assert run.states == [{"a": 2}]
+    assert run.states == [{"a": 1}, {"a": 2}], "with nothing to write, each is confirmed at once"
+
+
+def test_state_is_confirmed_as_soon_as_everything_before_it_is_written(tmp_path: Path) -> None:
+    """Not only at the end of the run: a rerun after a crash repeats about one batch."""
+    rows = customers(10)
+    messages = [customer_messages([])[0]]
+    for n in range(0, 10, 2):
+        messages += [*records("customers", rows[n : n + 2]), state({"n": n + 2})]
+    with Emulator(seed=3, profiles_per_database=0) as emu:
+        add_warehouse(emu)
+        run = run_target(target_config(emu, tmp_path, batch_size_rows=4), messages)
+        assert run.states == [{"n": n} for n in (2, 4, 6, 8, 10)]
+        assert written(emu) == expected(rows)
