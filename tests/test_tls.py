@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import config_for
 from tests.emulator import Emulator
-from tests.singer import run_cli, script
+from tests.singer import SyncResult, run_cli, script
 from tests.test_target_helpers import add_warehouse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,22 +78,28 @@ def test_tap_accepts_the_certificate_once_its_ca_is_trusted(
         assert any(r.path.startswith("/v4/database") for r in emu.requests)
 
 
+def run_target(emu: Emulator, tmp_path: Path, env: dict[str, str]) -> SyncResult:
+    """target-copernica writing one profile into the emulator's Warehouse database."""
+    messages = [
+        {"type": "SCHEMA", "stream": "c", "schema": {"properties": {}}, "key_properties": []},
+        {"type": "RECORD", "stream": "c", "record": {"email": "a@example.org"}},
+    ]
+    return run_cli(
+        script("target-copernica"),
+        [],
+        config={**config_for(emu), "database": "Warehouse"},
+        tmp_path=tmp_path,
+        env=env,
+        stdin="".join(json.dumps(m) + "\n" for m in messages),
+    )
+
+
 def test_target_refuses_a_certificate_that_does_not_verify(
     certificate: tuple[str, str], tmp_path: Path
 ) -> None:
-    with Emulator(seed=3, profiles_per_database=2, tls=certificate) as emu:
-        messages = [
-            {"type": "SCHEMA", "stream": "c", "schema": {"properties": {}}, "key_properties": []},
-            {"type": "RECORD", "stream": "c", "record": {"email": "a@example.org"}},
-        ]
-        result = run_cli(
-            script("target-copernica"),
-            [],
-            config={**config_for(emu), "database": "Customers"},
-            tmp_path=tmp_path,
-            env={"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""},
-            stdin="".join(json.dumps(m) + "\n" for m in messages),
-        )
+    with Emulator(seed=3, profiles_per_database=0, tls=certificate) as emu:
+        add_warehouse(emu)
+        result = run_target(emu, tmp_path, {"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""})
         assert result.exit_code != 0
         assert "did not verify" in result.stderr
         assert "Retrying" not in result.stderr
@@ -103,18 +109,7 @@ def test_target_refuses_a_certificate_that_does_not_verify(
 def test_target_writes_once_the_ca_is_trusted(certificate: tuple[str, str], tmp_path: Path) -> None:
     with Emulator(seed=3, profiles_per_database=0, tls=certificate) as emu:
         add_warehouse(emu)
-        messages = [
-            {"type": "SCHEMA", "stream": "c", "schema": {"properties": {}}, "key_properties": []},
-            {"type": "RECORD", "stream": "c", "record": {"email": "a@example.org"}},
-        ]
-        result = run_cli(
-            script("target-copernica"),
-            [],
-            config={**config_for(emu), "database": "Warehouse"},
-            tmp_path=tmp_path,
-            env={"REQUESTS_CA_BUNDLE": certificate[0]},
-            stdin="".join(json.dumps(m) + "\n" for m in messages),
-        )
+        result = run_target(emu, tmp_path, {"REQUESTS_CA_BUNDLE": certificate[0]})
         assert result.exit_code == 0, result.stderr[-2000:]
         assert [p["fields"]["email"] for p in emu.store.profiles("Warehouse")] == ["a@example.org"]
 
