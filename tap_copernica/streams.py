@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.mapper import SameRecordTransform, StreamMap
 
 from tap_copernica.client import CopernicaStream, payload_of, rows_of
 from tap_copernica.errors import CopernicaPagingError
@@ -399,13 +400,23 @@ class ProfileStream(ObjectStream):
         if writer is None:
             super()._write_record_message(record)
             return
-        for stream_map in self.stream_maps:
-            mapped = stream_map.transform(record)
+        for alias, transform in self._map_plan:
+            mapped = record if transform is None else transform(record)
             if mapped is not None:
-                writer.write_record(
-                    stream_map.stream_alias, mapped, self._stream_version, self._extracted
-                )
+                writer.write_record(alias, mapped, self._stream_version, self._extracted)
         self.state_manager.is_flushed = False
+
+    @cached_property
+    def _map_plan(self) -> list[tuple[str, Callable[[dict], dict | None] | None]]:
+        """Each stream map's alias and transform; None where the map hands the record on
+        as it is (the SDK's default map without flattening)."""
+        return [
+            (m.stream_alias, None if self._is_plain(m) else m.transform) for m in self.stream_maps
+        ]
+
+    @staticmethod
+    def _is_plain(stream_map: StreamMap) -> bool:
+        return type(stream_map) is SameRecordTransform and not stream_map.flattening_enabled
 
     @cached_property
     def _fast_writer(self) -> SingerLineWriter | None:

@@ -342,7 +342,33 @@ class TapCopernica(Tap):
         if errors:
             raise ConfigValidationError(errors[0], errors=errors)
         self.authenticator.current_jwt()  # a refused token fails here, with its own message
+        if "_databases" not in self.__dict__:
+            self._read_databases_and_guess_ahead()
         self.selected_database_ids()  # unknown database names fail here
+
+    def _read_databases_and_guess_ahead(self) -> None:
+        """Read the database list; meanwhile, read the fields and collections of databases
+        named by ID in `database_ids`, which discovery needs next (one round trip fewer).
+
+        A guess that fails is dropped quietly: the database list decides whether the ID
+        exists, and a real read later reports any other error.
+        """
+        named = [str(d).strip() for d in self.config.get("database_ids") or []]
+        guesses = [int(d) for d in named if d.isdigit()]
+        _ = self._field_cache, self._collection_cache  # created here, not in two threads
+
+        def quietly(read: Callable[[], object]) -> None:
+            try:
+                read()
+            except Exception:  # a guess: the real read reports the error
+                return
+
+        calls: list[Callable[[], object]] = [lambda: self._databases]
+        for db in guesses:
+            calls.append(partial(quietly, partial(self.field_definitions, "database", db)))
+            calls.append(partial(quietly, partial(self._collections_of, db)))
+        for _ in in_order(calls, self.max_parallel_requests):
+            pass
 
     def run_discovery(self) -> str:
         """The SDK's discovery; an error that stops it is one clear line and exit code 1."""

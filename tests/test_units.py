@@ -161,6 +161,7 @@ def test_fast_record_messages_match_the_sdk(config: dict[str, object]) -> None:
     for name in ("profiles", "profiles_customers"):
         stream = tap.streams[name]
         assert stream._fast_writer is writer  # type: ignore[attr-defined]
+        assert [t for _, t in stream._map_plan] == [None]  # type: ignore[attr-defined]
         for version in (None, 7):
             stream._stream_version = version
             stream._extracted = dt.datetime(2024, 5, 6, 7, 8, 9, 1234, tzinfo=dt.timezone.utc)  # type: ignore[attr-defined]
