@@ -32,7 +32,7 @@ from target_copernica.summary import StreamSummary
 
 logger = logging.getLogger("target_copernica.bulk_import")
 ACTIONS = {UPSERT: "update or add", UPDATE_ONLY: "update", INSERT: "add"}
-ROWS_PER_IMPORT = 5000
+ROWS_PER_IMPORT = 10_000  # one default batch (about 1-2 MB of JSON); the body limit is unknown
 RUNNING = frozenset(
     {"ready for start", "queued", "scheduled", "running", "busy", "started", "processing"}
 )
@@ -217,7 +217,7 @@ def wait_for_import(session: CopernicaSession, import_id: str, timeout: float) -
     if not import_id or import_id == "0":
         return ImportResult(import_id, 0, 0, "the API did not say which import it created")
     deadline = time.monotonic() + timeout
-    wait = FIRST_POLL_SECONDS
+    wait = 0.0  # the first look at once: a small import is often done by then
     while True:
         time.sleep(wait)
         info = payload_of(session.request("GET", f"import/{import_id}"))
@@ -236,4 +236,4 @@ def wait_for_import(session: CopernicaSession, import_id: str, timeout: float) -
             return ImportResult(import_id, processed, total, "")
         if time.monotonic() >= deadline:
             return ImportResult(import_id, processed, total, f"not finished after {timeout:.0f} s")
-        wait = min(MAX_POLL_SECONDS, wait * 1.5)
+        wait = min(MAX_POLL_SECONDS, max(FIRST_POLL_SECONDS, wait * 1.5))
