@@ -251,11 +251,15 @@ class ProfileStream(ObjectStream):
 
     def _emit_scanned(self, rows: list[dict], server_now: str | None) -> Iterable[dict]:
         since = self._cursor.since
-        self._page_arrived(len(rows))
+
+        def kept(row: dict) -> bool:
+            return since is None or str(row.get("modified") or "") >= since
+
+        self._page_arrived(len(rows) if since is None else sum(map(kept, rows)))
         emitted = self._bookmark.emitted
         for row in rows:
             emitted(row, server_now)  # moves the scan's `after_id`
-            if since is None or str(row.get("modified") or "") >= since:
+            if since is None or kept(row):
                 yield row
 
     def _workers(self, wait_s: float, page_s: float) -> int:
