@@ -230,7 +230,8 @@ class IdRangePlanner:
 
     A range query `id>lo&id<=hi` returns every live row in it, so ranges read in parallel are
     as exact as one keyset read. The span of the next range follows the ID density seen so
-    far, aiming at a page that is 90 % full; a range that still fills its page is finished by
+    far, aiming at a page that is 90 % full (or exactly a page of IDs, which cannot overflow,
+    where IDs are dense); a range that still fills its page is finished by
     the reader (`id>last&id<=hi`). Past `max_id` (the highest ID when the scan began), the
     reader goes on with plain `id>` pages, to catch profiles inserted meanwhile.
     """
@@ -257,7 +258,9 @@ class IdRangePlanner:
         """
         density = rows / max(high - low, 1)
         wanted = int(0.9 * self.page_size / density) if rows else self.span * 4
-        self.span = max(1, min(wanted, MAX_SPAN_PAGES * self.page_size))
+        # A span of at most a page of IDs can never overflow its page (IDs are unique): in
+        # a dense stretch, that gives full pages where 90 % would need a tenth more requests.
+        self.span = max(self.page_size, min(wanted, MAX_SPAN_PAGES * self.page_size))
 
     @staticmethod
     def range_params(low: int, high: int) -> Params:

@@ -245,7 +245,8 @@ class ProfileStream(ObjectStream):
             page, _ = self._rows(context, IdRangePlanner.range_params(after, high))
             check_ascending(page, after, high)
             rows += page
-            if len(page) < self.tap.page_size:
+            # Fewer IDs left than a page holds: a full page has them all.
+            if len(page) < self.tap.page_size or high - after <= self.tap.page_size:
                 return low, high, rows
             after = int(page[-1]["ID"])
 
@@ -310,7 +311,7 @@ class ProfileStream(ObjectStream):
             page_size=size,
             after_id=start,
             max_id=max(int(top[0]["ID"]), start) if top else start,  # never below what is read
-            span=max(1, int(0.9 * (start - int(first[0]["ID"]) + 1))),
+            span=max(size, int(0.9 * (start - int(first[0]["ID"]) + 1))),
         )
         # Profiles inserted since the scan began sit above `max_id`: their first page is
         # asked for with the last ranges (no round trip of its own), the rest by keyset.

@@ -193,5 +193,7 @@ def test_id_ranges_follow_the_density_and_stay_bounded() -> None:
     planner.observe(low, high, 0)
     planner.observe(low, high, 0)
     assert planner.span == 2000
-    planner.observe(0, 100, 100)  # dense again: one ID per row
-    assert planner.span == 90
+    planner.observe(0, 100, 100)  # dense again: one ID per row, so a page of IDs (full,
+    assert planner.span == 100  # and never more than a page)
+    planner.observe(0, 200, 190)  # nearly dense: still a page of IDs, not 95
+    assert planner.span == 100
