@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -285,7 +284,7 @@ class CopernicaSession:
             method,
             url,
             params=params,
-            data=json.dumps(body) if body is not None else None,
+            data=msgspec.json.encode(body) if body is not None else None,
             headers={"Content-Type": "application/json"} if body is not None else None,
         )
         prepared = self._session.prepare_request(request)

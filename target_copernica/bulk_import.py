@@ -48,6 +48,15 @@ def _int(value: Any) -> int:
 
 
 @dataclass(frozen=True)
+class Running:
+    """An import sent and not yet seen to end."""
+
+    import_id: str
+    items: list[Item]
+    noted: list[int]  # its journal entries (append-only)
+
+
+@dataclass(frozen=True)
 class ImportResult:
     """How an import ended."""
 
@@ -88,18 +97,31 @@ class BulkImporter:
         """Whether an item can go through an import (plain fields of a profile)."""
         return not item.delete and item.interests is None
 
-    def write(self, items: list[Item]) -> list[Item]:
-        """Import the items; returns those to write through the API path instead."""
+    def write(self, items: list[Item]) -> tuple[list[Item], Running | None]:
+        """Import the items. Returns the items to write through the API path instead, and
+        the last import, still running: `finish` it before anything else is written (so
+        the server works on it while the next batch is read, and order is kept)."""
         retry: list[Item] = []
-        by_columns: dict[tuple[str, ...], list[Item]] = {}
+        chunks: list[tuple[list[str], list[Item]]] = []
+        by_order: dict[tuple[str, ...], list[Item]] = {}
         for item in items:
-            by_columns.setdefault(tuple(sorted(item.fields)), []).append(item)
+            by_order.setdefault(tuple(item.fields), []).append(item)
+        # Rows with the same columns in another order go in the same import.
+        by_columns: dict[tuple[str, ...], list[Item]] = {}
+        for order, group in by_order.items():
+            by_columns.setdefault(tuple(sorted(order)), []).extend(group)
         for columns, group in by_columns.items():
             for start in range(0, len(group), ROWS_PER_IMPORT):
-                retry.extend(self._import(list(columns), group[start : start + ROWS_PER_IMPORT]))
-        return retry
+                chunks.append((list(columns), group[start : start + ROWS_PER_IMPORT]))
+        running: Running | None = None
+        for names, chunk in chunks:
+            if running is not None:
+                retry += self.finish(running)
+            running = self._submit(names, chunk)
+        return retry, running
 
-    def _import(self, columns: list[str], items: list[Item]) -> list[Item]:
+    def _submit(self, columns: list[str], items: list[Item]) -> Running | None:
+        """Send one import (None when its rows were rejected instead)."""
         # Key fields first, then the rest, identically in every row (the API requires it).
         # The rest in the first row's order: rows already in it (usually all, as records of
         # a stream share their property order) are sent as they are, without a copy.
@@ -133,11 +155,16 @@ class BulkImporter:
                     f"the bulk import request failed ({exc}) in a way that may have reached "
                     f"Copernica; an append-only import is not sent twice",
                 )
-            return []
+            return None
         _, import_id = created_id(response, "import")
         if self.journal is not None and noted and import_id:
             self.journal.imported_as(noted, str(import_id))
-        result = self._wait(str(import_id))
+        return Running(str(import_id), items, noted)
+
+    def finish(self, running: Running) -> list[Item]:
+        """Wait for an import to end; returns the rows to write through the API path."""
+        import_id, items, noted = running.import_id, running.items, running.noted
+        result = self._wait(import_id)
         if result.ok and result.total == len(items) and result.processed >= len(items):
             self._settle(noted, len(items))
             self._count(items)
@@ -200,16 +227,16 @@ class BulkImporter:
         return wait_for_import(self.session, import_id, self.timeout_seconds)
 
     def _count(self, items: list[Item]) -> None:
-        index = self.dest.index
-        for item in items:
-            count = index.count(item.key)
-            if self.load_method == INSERT or count == 0:
-                self.summary.add("inserted")
-                index.add(item.key, 0)
-            else:
-                self.summary.add("updated")
-                if count > 1:
-                    self.summary.add("multiple_matches")
+        inserts = self.load_method == INSERT
+        before = self.dest.index.note_written([item.key for item in items], inserts=inserts)
+        inserted = len(items) if inserts else before.count(0)
+        if inserted:
+            self.summary.add("inserted", inserted)
+        if len(items) > inserted:
+            self.summary.add("updated", len(items) - inserted)
+            multiple = sum(1 for count in before if count > 1)
+            if multiple:
+                self.summary.add("multiple_matches", multiple)
 
 
 def wait_for_import(session: CopernicaSession, import_id: str, timeout: float) -> ImportResult:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,16 +93,23 @@ class Structure:
 
     def normalize(self, name: str, value: str) -> str:
         """A key value as the API compares it: numbers numerically, text case-insensitively."""
+        return self.normalizer(name)(value)
+
+    def normalizer(self, name: str) -> Callable[[str], str]:
+        """`normalize` for one field, looked up once (it runs for every record's key)."""
         kind = self.field_type(name)
         if kind in _NUMERIC:
-            try:
-                number = float(value.strip() or 0)
-            except ValueError:
-                return "0"
-            return repr(number)
+            return _number_key
         if kind in _EXACT:
-            return value.strip()
-        return value.casefold()
+            return str.strip
+        return str.casefold
+
+
+def _number_key(value: str) -> str:
+    try:
+        return repr(float(value.strip() or 0))
+    except ValueError:
+        return "0"
 
 
 def _definitions(
@@ -201,6 +208,18 @@ class KeyIndex:
     def count(self, key: Key) -> int:
         with self._lock:
             return len(self._ids.get(key, ()))
+
+    def note_written(self, keys: Sequence[Key], *, inserts: bool) -> list[int]:
+        """For keys written in input order (an import): how many profiles each had just
+        before its row, remembering the profiles the rows created (one lock for all)."""
+        before: list[int] = []
+        with self._lock:
+            for key in keys:
+                ids = self._ids.setdefault(key, [])
+                before.append(len(ids))
+                if inserts or not ids:
+                    ids.append(0)
+        return before
 
     def add(self, key: Key, profile_id: int) -> None:
         """Remember a profile (ID 0: one exists, its ID unknown)."""

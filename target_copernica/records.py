@@ -121,6 +121,10 @@ class RecordMapper:
         self.parent = parent
         self.tz = tz
         self.key_fields = tuple(structure.field_name(k) or k for k in route.key_fields)
+        # Per key field, looked up once: how values compare, and the field's length.
+        self._key_rules = [
+            (k, structure.normalizer(k), structure.max_length(k)) for k in self.key_fields
+        ]
         self._ensure_interest = ensure_interest
         self.parent_field = (
             parent.field_name(route.parent_key_field or "") if parent is not None else None
@@ -210,7 +214,8 @@ class RecordMapper:
             raise Rejected(msg)
         return known
 
-    def _key_value(self, name: str, value: str) -> str:
+    @staticmethod
+    def _key_value(name: str, value: str, limit: int | None) -> str:
         """A key value as it can be written and found again with a `fields[]` selector.
 
         Copernica trims the end of a selector expression (PHP `trim`), so a key ending in
@@ -219,7 +224,6 @@ class RecordMapper:
         value = value.rstrip(SELECTOR_TRIM)
         if value.strip() == "":
             raise Rejected(f"key field '{name}' is missing or empty")
-        limit = self.structure.max_length(name)
         if limit is not None and len(value) > limit:
             msg = (
                 f"key field '{name}' holds {len(value)} characters; the field holds at most "
@@ -259,9 +263,12 @@ class RecordMapper:
             else:
                 fields[defined] = self.convert(structure, defined, value)
         key_values: dict[str, str] = {}
-        for name in self.key_fields:
-            fields[name] = key_values[name] = self._key_value(name, fields.get(name, ""))
-        key = tuple(self.structure.normalize(k, v) for k, v in key_values.items())
+        key_parts: list[str] = []
+        for name, normalize, limit in self._key_rules:
+            value = self._key_value(name, fields.get(name, ""), limit)
+            fields[name] = key_values[name] = value
+            key_parts.append(normalize(value))
+        key = tuple(key_parts)
         item = Item(
             seq=seq,
             record=record,

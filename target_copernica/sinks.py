@@ -2,8 +2,10 @@
 
 A record is rejected (file + summary), never dropped, when it fails its SCHEMA, lacks a key
 field, names a field the destination does not have, has a value its field cannot take, or
-is refused by the API. Everything else is written before `process_batch` returns, so the
-SDK emits a STATE message only after every record before it has been written.
+is refused by the API. Everything else is written before `process_batch` returns, except
+the batch's last import, which the server works on while the next batch is read: it is seen
+to its end before anything else is written and before any STATE is emitted (`target.py`),
+so a STATE still follows every record before it.
 """
 
 from __future__ import annotations
@@ -184,6 +186,8 @@ class CopernicaSink(BatchSink):
             return
         target = self._target
         settings = target.settings
+        # The import an earlier batch left running ends first: writes keep input order.
+        target.finish_writes()
         if self.route.collection:
             target.drain_profile_sinks()  # parents first
         journal = target.journal
@@ -191,20 +195,7 @@ class CopernicaSink(BatchSink):
             target.settle_journal()  # before the keys are counted
             items = self._not_written_before(items, journal)
         target.ensure_index(self.destination.index)
-        api_items = items
-        if self._use_bulk(items):
-            bulk_items, api_items = self._split_for_bulk(items)
-            importer = BulkImporter(
-                session=target.session,
-                destination=self.destination,
-                load_method=settings.load_method,
-                summary=self.summary,
-                timeout_seconds=settings.import_timeout_seconds,
-                reject=self._reject_item,
-                journal=journal,
-            )
-            api_items = importer.write(bulk_items) + api_items
-        ApiWriter(
+        writer = ApiWriter(
             session=target.session,
             destination=self.destination,
             load_method=settings.load_method,
@@ -214,7 +205,25 @@ class CopernicaSink(BatchSink):
             summary=self.summary,
             reject=self._reject_item,
             journal=journal,
-        ).write(api_items)
+        )
+        if not self._use_bulk(items):
+            writer.write(items)
+            return
+        bulk_items, api_items = self._split_for_bulk(items)
+        importer = BulkImporter(
+            session=target.session,
+            destination=self.destination,
+            load_method=settings.load_method,
+            summary=self.summary,
+            timeout_seconds=settings.import_timeout_seconds,
+            reject=self._reject_item,
+            journal=journal,
+        )
+        retry, running = importer.write(bulk_items)
+        writer.write(retry + api_items)  # other keys than the running import's
+        if running is not None:
+            # The server works on the last import while the next batch is read and mapped.
+            target.finish_later(lambda: writer.write(importer.finish(running)))
 
     def _not_written_before(self, items: list[Item], journal: InsertJournal) -> list[Item]:
         """Leave out the inserts an interrupted run had already made (a rerun's replay)."""
@@ -234,13 +243,15 @@ class CopernicaSink(BatchSink):
 
     def _split_for_bulk(self, items: list[Item]) -> tuple[list[Item], list[Item]]:
         """Whole key groups go one way, so records with one key stay in input order."""
+        update_only = self._target.settings.load_method == UPDATE_ONLY
+        if not update_only and all(map(BulkImporter.eligible, items)):
+            return items, []  # the usual case: every record can be imported
         groups: dict[Any, list[Item]] = {}
         for item in items:
             groups.setdefault(item.group, []).append(item)
         bulk: list[Item] = []
         api: list[Item] = []
         index = self.destination.index
-        update_only = self._target.settings.load_method == UPDATE_ONLY
         for group in groups.values():
             if not all(BulkImporter.eligible(item) for item in group):
                 api.extend(group)

@@ -12,6 +12,7 @@ import gc
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from functools import cached_property
 from typing import IO, Any, ClassVar
 
@@ -65,6 +66,8 @@ class TargetCopernica(Target):
         self._written_since_state = False
         self._state_confirmed = True  # the latest STATE read has been emitted
         self._batches_in_flight = 0
+        self._running: Callable[[], None] | None = None  # ends the import still running
+        self._covered: tuple[dict, int] | None = None  # STATE (and epoch) it completes
         # What exists now (the SDK, settings, mapper) lives all run, and batches of fresh
         # records would otherwise trigger collector passes over it again and again, as
         # would the default threshold of 700 allocations (measured: ~10 % of a bulk load).
@@ -136,7 +139,7 @@ class TargetCopernica(Target):
             self._batches_in_flight += 1
 
     def batch_written(self, sink: Sink) -> None:
-        """A sink wrote (or rejected) its batch."""
+        """A sink wrote (or rejected) its batch, or sent its last import."""
         with self._lock:
             self._batches_in_flight -= 1
             self._written_since_state = True
@@ -144,13 +147,35 @@ class TargetCopernica(Target):
                 return
         self._confirm_state()
 
+    def finish_later(self, finish: Callable[[], None]) -> None:
+        """Hold the end of a running import until the next write or STATE needs it."""
+        assert self._running is None, "one import runs at a time"
+        self._running = finish
+
+    def finish_writes(self) -> None:
+        """End the running import (and write what it left), then confirm what it completes."""
+        finish, self._running = self._running, None
+        if finish is None:
+            return
+        finish()
+        if self._covered is not None:
+            state, epoch = self._covered
+            self._covered = None
+            self._emit(state, epoch)
+
     def _nothing_held(self, besides: Sink | None = None) -> bool:
         sinks = [*self._sinks_to_clear, *self._sinks_active.values()]
         return all(s.current_size == 0 for s in sinks if s is not besides)
 
     def _confirm_state(self) -> None:
-        if self._latest_state and not self._state_confirmed:
-            self._write_state_message(copy.deepcopy(self._latest_state))
+        """Emit the latest STATE: nothing before it is unwritten, but an import may still
+        be running, and then it is emitted when that import has ended."""
+        if not self._latest_state or self._state_confirmed:
+            return
+        if self._running is not None:
+            self._covered = (copy.deepcopy(self._latest_state), self.state_epoch)
+        else:
+            self._emit(copy.deepcopy(self._latest_state), self.state_epoch)
 
     # The SDK has no public hook for "a STATE was read" and "a STATE was emitted"; the
     # confirmation above and the insert journal need both. These two private methods are
@@ -169,14 +194,18 @@ class TargetCopernica(Target):
             self.drain_all()
 
     def _write_state_message(self, state: dict) -> None:
-        if self._state_confirmed:
-            return  # emitted already (the SDK's drain_all emits the latest one again)
+        """The SDK's drain_all emits the latest STATE: end the running import first."""
+        self.finish_writes()
+        if not self._state_confirmed:  # else emitted already
+            self._emit(state, self.state_epoch)
+
+    def _emit(self, state: dict, epoch: int) -> None:
         super()._write_state_message(state)
         self._written_since_state = False
-        self._state_confirmed = True
+        self._state_confirmed = epoch == self.state_epoch
         # After the line is out: until then a rerun would start from the older STATE.
         if self.journal is not None:
-            self.journal.state_emitted(self.state_epoch)
+            self.journal.state_emitted(epoch)
 
     def redact(self, text: str) -> str:
         """`text` without the API token or the JWT."""
@@ -298,6 +327,7 @@ class TargetCopernica(Target):
     def process_endofpipe(self) -> None:
         """Drain everything, log one summary line per stream, and set the exit status."""
         super().process_endofpipe()
+        self.finish_writes()  # when no STATE came at all
         if self.journal is not None:
             self.journal.finish()
         self.rejects.close()

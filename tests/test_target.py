@@ -316,6 +316,21 @@ def test_bulk_import_path_equals_api_path(tmp_path: Path) -> None:
     assert summaries["bulk"] == {"inserted": 29, "updated": 2, "imports": 2}
 
 
+def test_an_import_left_running_ends_before_the_next_batch_is_written(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    """The last import of a batch runs on while the next batch is read; it must still end
+    before that batch's import starts, or a key's later values could lose to earlier ones."""
+    first = customers(8, firstname="first")
+    second = customers(8, firstname="second")
+    messages = customer_messages([*first, *second])
+    config = target_config(emu, tmp_path, write_path="bulk", batch_size_rows=8)
+    run = run_target(config, messages)
+    assert run.summary("customers") == {"inserted": 8, "updated": 8, "imports": 2}
+    assert {p["fields"]["firstname"] for p in emu.store.profiles("Warehouse")} == {"second"}
+    assert run.states == [messages[-1]["value"]]
+
+
 def test_a_failed_import_is_retried_through_the_api(emu: Emulator, tmp_path: Path) -> None:
     imports = registry(emu.store)
     imports.fail_after, imports.fail_times = 10, 1
