@@ -268,18 +268,22 @@ class ProfileStream(ObjectStream):
         (until the headers), and how long its records took to go out.
 
         When the API answers faster than a page takes to process (a fast or
-        nearby API), one request ahead already hides all waiting; more threads would only
-        fight over the interpreter to decode pages nobody is ready for (slower, measured).
-        Under real latency, every allowed request is kept in flight.
+        nearby API), there is little waiting to hide: pages are read one after another,
+        and more threads would only fight over the interpreter to decode pages nobody is
+        ready for (slower, measured). Under real latency, every allowed request is kept in
+        flight.
         """
         most = self.tap.max_parallel_requests
         workers = 1 if wait_s < page_s else most
+        how = (
+            "page by page"
+            if workers == 1
+            else f"by ID ranges with {workers} requests in flight (of {most} allowed)"
+        )
         self.logger.info(
-            "Reading %s by ID ranges with %d request(s) in flight (of %d allowed): the API "
-            "answered in %.0f ms, a page took %.0f ms to process.",
+            "Reading %s %s: the API answered in %.0f ms, a page took %.0f ms to process.",
             self.name,
-            workers,
-            most,
+            how,
             wait_s * 1000,
             page_s * 1000,
         )
@@ -306,6 +310,14 @@ class ProfileStream(ObjectStream):
         if len(first) < size:
             return
         workers = self._workers(waited, time.perf_counter() - fetched)
+        page: list[dict] = first
+        if workers == 1:
+            # Nothing to overlap: full keyset pages need fewer requests than ranges planned
+            # to be 90 % full (measured: 10 % fewer, and faster).
+            while len(page) >= size:
+                _, _, page = self._page_above(context, int(page[-1]["ID"]))
+                yield from self._emit_scanned(page, None)
+            return
         start = int(first[-1]["ID"])
         planner = IdRangePlanner(
             page_size=size,
@@ -319,7 +331,6 @@ class ProfileStream(ObjectStream):
             (partial(self._whole_range, context, low, high) for low, high in planner.ranges()),
             [partial(self._page_above, context, planner.max_id)],
         )
-        page: list[dict] = []
         for low, high, rows in in_order(calls, workers):
             if high is not None:
                 planner.observe(low, high, len(rows))
