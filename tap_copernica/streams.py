@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -311,13 +311,20 @@ class ProfileStream(ObjectStream):
             return
         workers = self._workers(waited, time.perf_counter() - fetched)
         page: list[dict] = first
-        if workers == 1:
-            # Nothing to overlap: full keyset pages need fewer requests than ranges planned
-            # to be 90 % full (measured: 10 % fewer, and faster).
-            while len(page) >= size:
-                _, _, page = self._page_above(context, int(page[-1]["ID"]))
-                yield from self._emit_scanned(page, None)
-            return
+        # With one request in flight there is nothing to overlap: the keyset pages below
+        # are full, where ranges planned 90 % full cost a tenth more requests (measured).
+        if workers > 1:
+            page = yield from self._read_ranges(context, first, top, workers)
+        while len(page) >= size:
+            _, _, page = self._page_above(context, int(page[-1]["ID"]))
+            yield from self._emit_scanned(page, None)
+
+    def _read_ranges(
+        self, context: Context, first: list[dict], top: list[dict], workers: int
+    ) -> Generator[dict[str, Any], None, list[dict]]:
+        """The rows after the first page up to the highest ID, as ID ranges fetched side by
+        side, in order; returns the last page read."""
+        size = self.tap.page_size
         start = int(first[-1]["ID"])
         planner = IdRangePlanner(
             page_size=size,
@@ -331,14 +338,13 @@ class ProfileStream(ObjectStream):
             (partial(self._whole_range, context, low, high) for low, high in planner.ranges()),
             [partial(self._page_above, context, planner.max_id)],
         )
+        page = first
         for low, high, rows in in_order(calls, workers):
             if high is not None:
                 planner.observe(low, high, len(rows))
             page = rows
             yield from self._emit_scanned(rows, None)
-        while len(page) >= size:
-            _, _, page = self._page_above(context, int(page[-1]["ID"]))
-            yield from self._emit_scanned(page, None)
+        return page
 
     def _page_above(self, context: Context, low: int) -> tuple[int, None, list[dict]]:
         """The first page of rows with `ID > low`."""

@@ -84,31 +84,33 @@ class Destination:
         return self.structure.kind == "collection"
 
 
+@dataclass(frozen=True)
+class StreamWrite:
+    """What both write paths (this one and `bulk_import`) work with for one stream."""
+
+    session: CopernicaSession
+    destination: Destination
+    load_method: str
+    summary: StreamSummary
+    reject: Callable[[Item, str], None]  # reports a record that cannot be written
+    journal: InsertJournal | None = None  # append-only runs only
+
+
 class ApiWriter:
     """Writes items of one stream through per-record API calls."""
 
     def __init__(
-        self,
-        *,
-        session: CopernicaSession,
-        destination: Destination,
-        load_method: str,
-        hard_delete: bool,
-        dry_run: bool,
-        max_parallel: int,
-        summary: StreamSummary,
-        reject: Callable[[Item, str], None],
-        journal: InsertJournal | None = None,
+        self, write: StreamWrite, *, hard_delete: bool, dry_run: bool, max_parallel: int
     ) -> None:
-        self.session = session
-        self.dest = destination
-        self.load_method = load_method
-        self.journal = journal
+        self.session = write.session
+        self.dest = write.destination
+        self.load_method = write.load_method
+        self.journal = write.journal
+        self.summary = write.summary
+        self.reject = write.reject
         self.hard_delete = hard_delete
         self.dry_run = dry_run
         self.max_parallel = max_parallel
-        self.summary = summary
-        self.reject = reject
 
     # -- scheduling --------------------------------------------------------------------
     def write(self, items: list[Item]) -> None:

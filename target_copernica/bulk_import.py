@@ -17,18 +17,16 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from tap_copernica.errors import TransientAPIError
 from tap_copernica.http import CopernicaSession, RetryStopped, payload_of
-from target_copernica.api_writer import Destination, created_id
+from target_copernica.api_writer import StreamWrite, created_id
 from target_copernica.destination import selector
-from target_copernica.journal import InsertJournal, fingerprint_of
+from target_copernica.journal import fingerprint_of
 from target_copernica.records import Item
 from target_copernica.settings import INSERT, UPDATE_ONLY, UPSERT
-from target_copernica.summary import StreamSummary
 
 logger = logging.getLogger("target_copernica.bulk_import")
 ACTIONS = {UPSERT: "update or add", UPDATE_ONLY: "update", INSERT: "add"}
@@ -73,24 +71,14 @@ class ImportResult:
 class BulkImporter:
     """Writes items of one profile stream through imports."""
 
-    def __init__(
-        self,
-        *,
-        session: CopernicaSession,
-        destination: Destination,
-        load_method: str,
-        summary: StreamSummary,
-        timeout_seconds: float,
-        reject: Callable[[Item, str], None],
-        journal: InsertJournal | None = None,
-    ) -> None:
-        self.journal = journal
-        self.session = session
-        self.dest = destination
-        self.load_method = load_method
-        self.summary = summary
+    def __init__(self, write: StreamWrite, *, timeout_seconds: float) -> None:
+        self.session = write.session
+        self.dest = write.destination
+        self.load_method = write.load_method
+        self.journal = write.journal
+        self.summary = write.summary
+        self.reject = write.reject
         self.timeout_seconds = timeout_seconds
-        self.reject = reject
 
     @staticmethod
     def eligible(item: Item) -> bool:

@@ -252,15 +252,26 @@ def selector(key_fields: Sequence[str], values: Mapping[str, str]) -> list[tuple
     return [("fields[]", f"{name}=={values.get(name, '')}") for name in key_fields]
 
 
+def matching_ids(
+    session: CopernicaSession,
+    path: str,
+    conditions: Sequence[tuple[str, str]],
+    *,
+    dataonly: bool = False,
+) -> list[int]:
+    """IDs of the live profiles (or subprofiles) a list path returns for a selector."""
+    params = [*conditions, ("limit", str(PAGE)), ("total", "false")]
+    if dataonly:
+        params.append(("dataonly", "true"))
+    rows = _rows(payload_of(session.request("GET", path, params=params)))
+    return [int(row.get("ID") or row.get("id") or 0) for row in rows]
+
+
 def find_profiles(
     session: CopernicaSession, database_id: str, conditions: list[tuple[str, str]]
 ) -> list[int]:
     """IDs of the live profiles matching a selector."""
-    params = [*conditions, ("limit", str(PAGE)), ("dataonly", "true"), ("total", "false")]
-    rows = _rows(
-        payload_of(session.request("GET", f"database/{database_id}/profiles", params=params))
-    )
-    return [int(row.get("ID") or row.get("id") or 0) for row in rows]
+    return matching_ids(session, f"database/{database_id}/profiles", conditions, dataonly=True)
 
 
 def find_subprofiles(
@@ -270,13 +281,4 @@ def find_subprofiles(
     conditions: list[tuple[str, str]],
 ) -> list[int]:
     """IDs of a profile's live subprofiles in a collection matching a selector."""
-    params = [*conditions, ("limit", str(PAGE)), ("total", "false")]
-    path = f"profile/{profile_id}/subprofiles/{collection_id}"
-    rows = _rows(payload_of(session.request("GET", path, params=params)))
-    return [int(row.get("ID") or row.get("id") or 0) for row in rows]
-
-
-def count_matches(session: CopernicaSession, path: str, conditions: list[tuple[str, str]]) -> int:
-    """How many live profiles (or subprofiles) a list path returns for a selector."""
-    params = [*conditions, ("limit", str(PAGE)), ("total", "false")]
-    return len(_rows(payload_of(session.request("GET", path, params=params))))
+    return matching_ids(session, f"profile/{profile_id}/subprofiles/{collection_id}", conditions)

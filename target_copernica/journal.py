@@ -45,15 +45,12 @@ CountMatches = Callable[[Lookup], int]
 ImportProcessed = Callable[[str], int]
 
 
-def fingerprint(stream: str, fields: Mapping[str, str], extra: Any = None) -> str:
-    """What makes two records the same write: their stream and the values written."""
-    text = json.dumps([stream, fields, extra], sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
 def fingerprint_of(stream: str, item: Item) -> str:
-    """The fingerprint of one mapped record (its parent and interests included)."""
-    return fingerprint(stream, item.fields, [item.interests, item.parent_values])
+    """What makes two records the same write: their stream and what is written (values,
+    interests, parent)."""
+    written = [stream, item.fields, item.interests, item.parent_values]
+    text = json.dumps(written, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @dataclass

@@ -18,7 +18,7 @@ from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
-from target_copernica.api_writer import ApiWriter, Destination
+from target_copernica.api_writer import ApiWriter, Destination, StreamWrite
 from target_copernica.bulk_import import BulkImporter
 from target_copernica.journal import InsertJournal, fingerprint_of
 from target_copernica.records import (
@@ -195,30 +195,25 @@ class CopernicaSink(BatchSink):
             target.settle_journal()  # before the keys are counted
             items = self._not_written_before(items, journal)
         target.ensure_index(self.destination.index)
-        writer = ApiWriter(
+        write = StreamWrite(
             session=target.session,
             destination=self.destination,
             load_method=settings.load_method,
-            hard_delete=settings.hard_delete,
-            dry_run=settings.dry_run,
-            max_parallel=settings.max_parallel_requests,
             summary=self.summary,
             reject=self._reject_item,
             journal=journal,
+        )
+        writer = ApiWriter(
+            write,
+            hard_delete=settings.hard_delete,
+            dry_run=settings.dry_run,
+            max_parallel=settings.max_parallel_requests,
         )
         if not self._use_bulk(items):
             writer.write(items)
             return
         bulk_items, api_items = self._split_for_bulk(items)
-        importer = BulkImporter(
-            session=target.session,
-            destination=self.destination,
-            load_method=settings.load_method,
-            summary=self.summary,
-            timeout_seconds=settings.import_timeout_seconds,
-            reject=self._reject_item,
-            journal=journal,
-        )
+        importer = BulkImporter(write, timeout_seconds=settings.import_timeout_seconds)
         retry, running = importer.write(bulk_items)
         writer.write(retry + api_items)  # other keys than the running import's
         if running is not None:

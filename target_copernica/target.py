@@ -27,9 +27,9 @@ from target_copernica.bulk_import import wait_for_import
 from target_copernica.destination import (
     KeyIndex,
     Structure,
-    count_matches,
     load_collection,
     load_database,
+    matching_ids,
 )
 from target_copernica.journal import InsertJournal
 from target_copernica.reader import SingerLineReader
@@ -123,7 +123,7 @@ class TargetCopernica(Target):
             return
         timeout = self.settings.import_timeout_seconds
         journal.settle(
-            lambda lookup: count_matches(self.session, lookup[0], list(lookup[1])),
+            lambda lookup: len(matching_ids(self.session, *lookup)),
             lambda import_id: wait_for_import(self.session, import_id, timeout).processed,
         )
 

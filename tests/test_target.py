@@ -331,6 +331,21 @@ def test_an_import_left_running_ends_before_the_next_batch_is_written(
     assert run.states == [messages[-1]["value"]]
 
 
+def test_import_rows_share_one_column_order_with_the_keys_first(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    """The API refuses rows whose keys come in another order (contract f.3)."""
+    rows = [
+        {"firstname": "A", "score": 1, "email": "a@b.nl"},
+        {"firstname": "B", "score": 2, "email": "b@b.nl"},
+        {"email": "c@b.nl", "score": 3, "firstname": "C"},
+    ]
+    run_target(target_config(emu, tmp_path, write_path="bulk"), customer_messages(rows))
+    sent = registry(emu.store).posted[0]["source"]
+    assert [list(row) for row in sent] == [["email", "firstname", "score"]] * 3
+    assert sent[2] == {"email": "c@b.nl", "firstname": "C", "score": "3"}
+
+
 def test_a_failed_import_is_retried_through_the_api(emu: Emulator, tmp_path: Path) -> None:
     imports = registry(emu.store)
     imports.fail_after, imports.fail_times = 10, 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,14 +10,10 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.conform import DatetimeErrorTreatmentEnum
 from singer_sdk.sinks import Sink
 
-from tap_copernica.http import RetryStopped
-from target_copernica.api_writer import Destination
-from target_copernica.bulk_import import BulkImporter
-from target_copernica.destination import KeyIndex, Structure
+from target_copernica.destination import Structure
 from target_copernica.records import MAX_PLANS, RecordMapper, Rejected, new_field_type
-from target_copernica.settings import UPSERT, Route, TargetSettings
+from target_copernica.settings import Route, TargetSettings
 from target_copernica.sinks import CopernicaSink
-from target_copernica.summary import StreamSummary
 
 ROUTES = {
     "orders": {"collection": "Orders", "parent_key_property": "email", "key_fields": ["id2"]},
@@ -227,32 +222,3 @@ def test_records_without_date_like_properties_skip_the_sdks_timestamp_parsing() 
         assert parsed[name] != value, f"the SDK parses {name}: it is not plain"
     parse(stub, {"extra": 1}, schema, DatetimeErrorTreatmentEnum.ERROR)  # type: ignore[arg-type]
     assert warnings == ["extra"], "an undeclared property is not plain either (it warns)"
-
-
-def test_import_rows_share_one_column_order_with_the_keys_first() -> None:
-    structure = _structure()
-    sent: list[dict[str, Any]] = []
-
-    class Session:
-        def request(self, method: str, path: str, **kwargs: Any) -> None:
-            sent.append(kwargs["body"])
-            raise RetryStopped("stop here")
-
-    mapper = _mapper(structure)
-    items = [
-        mapper.map(1, {"name": "A", "age": 1, "email": "a@b.nl"}),
-        mapper.map(2, {"name": "B", "age": 2, "email": "b@b.nl"}),
-        mapper.map(3, {"email": "c@b.nl", "age": 3, "name": "C"}),
-    ]
-    importer = BulkImporter(
-        session=Session(),  # type: ignore[arg-type]
-        destination=Destination(structure, KeyIndex(structure, ["email"]), ("email",)),
-        load_method=UPSERT,
-        summary=StreamSummary("people"),
-        timeout_seconds=1,
-        reject=lambda item, reason: None,
-    )
-    importer.write(items)
-    rows = sent[0]["source"]
-    assert [list(row) for row in rows] == [["email", "Name", "age"]] * 3
-    assert rows[2] == {"email": "c@b.nl", "Name": "C", "age": "3"}
