@@ -14,36 +14,17 @@ import requests
 from singer_sdk import RESTStream
 from singer_sdk.streams.rest import PageContext
 
-from tap_copernica.errors import JWTRejectedError
-from tap_copernica.http import (
-    RETRIABLE,
-    RetryPolicy,
-    check_response,
-    payload_of,
-    retry_after_seconds,
-    retry_log_line,
-)
-from tap_copernica.tls import fail_fast_on_tls, trust_environment
+from copernica_api.errors import JWTRejectedError
+from copernica_api.http import RETRIABLE, RetryPolicy, check_response, retry_log_line
+from copernica_api.payloads import dict_rows, payload_of
+from copernica_api.settings import ClientSettings
+from copernica_api.tls import fail_fast_on_tls, trust_environment
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
-    from tap_copernica.auth import CopernicaAuthenticator
+    from copernica_api.auth import CopernicaAuthenticator
     from tap_copernica.tap import TapCopernica
-
-
-def rows_of(payload: Any) -> list[Any]:
-    """Rows of a list answer: the `data` of the paging wrapper, or a bare JSON array."""
-    if isinstance(payload, dict):
-        data = payload.get("data")
-        return data if isinstance(data, list) else [payload]
-    if isinstance(payload, list):
-        return payload
-    return []
-
-
-#: Re-exported for the stream modules and tests that import them from here.
-__all__ = ["CopernicaStream", "payload_of", "retry_after_seconds", "rows_of"]
 
 
 class CopernicaStream(RESTStream[Any]):
@@ -52,10 +33,15 @@ class CopernicaStream(RESTStream[Any]):
     #: The tap that owns this stream (typed for the helpers it offers).
     _tap: TapCopernica
 
+    @cached_property
+    def client_settings(self) -> ClientSettings:
+        """The connection and request settings, typed."""
+        return ClientSettings.from_config(self.config)
+
     @property
     def url_base(self) -> str:
         """The API base from `api_url`, e.g. https://api.copernica.com/v4."""
-        return str(self.config.get("api_url", "https://api.copernica.com/v4")).rstrip("/")
+        return self.client_settings.api_url
 
     @property
     def authenticator(self) -> CopernicaAuthenticator:
@@ -75,7 +61,7 @@ class CopernicaStream(RESTStream[Any]):
     @property
     def timeout(self) -> int:
         """Seconds to wait for a response (`request_timeout`)."""
-        return int(self.config.get("request_timeout", 120))
+        return int(self.client_settings.request_timeout)
 
     # -- requests outside the SDK's paging loop --------------------------------------------
     def fetch(self, context: Context | None, token: Any) -> requests.Response:
@@ -104,15 +90,13 @@ class CopernicaStream(RESTStream[Any]):
 
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
         """Rows of a list page or the single object of an object resource."""
-        for row in rows_of(payload_of(response)):
-            if isinstance(row, dict):
-                yield row
+        yield from dict_rows(payload_of(response))
 
     # -- retries (the policy lives in `http.py`, shared with the target) ------------------
     @property
     def retry_policy(self) -> RetryPolicy:
         """`max_retries` and `retry_initial_wait_ms` from the config."""
-        return RetryPolicy.from_config(self.config)
+        return self.client_settings.retry
 
     def backoff_max_tries(self) -> int:
         """One try plus `max_retries` retries."""

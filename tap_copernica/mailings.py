@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk.exceptions import ConfigValidationError
 
-from tap_copernica.client import payload_of, rows_of
-from tap_copernica.errors import CopernicaPagingError
-from tap_copernica.streams import ListStream, ObjectStream, RecordShape, StreamSpec, to_int
-from tap_copernica.timeutil import api_to_datetime, parse_instant
+from copernica_api.errors import CopernicaPagingError
+from copernica_api.payloads import dict_rows, payload_of, rows_of, to_int
+from copernica_api.timeutil import api_to_datetime, parse_instant
+from tap_copernica.streams import ListStream, ObjectStream, RecordShape, StreamSpec
 from tap_copernica.windows import Window, WindowBookmark, horizon_of, in_window
 
 if TYPE_CHECKING:
@@ -237,15 +237,16 @@ class WindowedStream(MailingStream):
         offset = window.offset
         seen: set[str] = set()
         size = self.tap.page_size
+        stamp = str(self.replication_key)
         while True:
             response = self.fetch(context, self._params(window, offset))
-            rows = [r for r in rows_of(payload_of(response)) if isinstance(r, dict)]
+            rows = dict_rows(payload_of(response))
             for row in rows:
-                inside = in_window(row.get(self.replication_key), low, high)
+                inside = in_window(row.get(stamp), low, high)
                 if inside is None:
                     raise CopernicaPagingError(
                         self.name,
-                        f"the API returned a row stamped {row.get(self.replication_key)!r} "
+                        f"the API returned a row stamped {row.get(stamp)!r} "
                         f"for the range [{low}, {high}]",
                     )
                 key = event_key(row)

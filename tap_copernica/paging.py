@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from singer_sdk.pagination import BaseAPIPaginator
 
-from tap_copernica.client import payload_of, rows_of
+from copernica_api.payloads import payload_of, rows_of
 
 if TYPE_CHECKING:
     import requests

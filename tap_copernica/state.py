@@ -19,8 +19,8 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from copernica_api.timeutil import api_to_iso, filter_floor, parse_instant, to_api
 from tap_copernica.paging import ProfileCursor
-from tap_copernica.timeutil import api_to_iso, filter_floor, parse_instant, to_api
 
 MAX_SEEN_IDS = 1000
 REPLICATION_KEY = "modified"

@@ -22,8 +22,10 @@ from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform, StreamMap
 
-from tap_copernica.client import CopernicaStream, payload_of, rows_of
-from tap_copernica.errors import CopernicaPagingError
+from copernica_api.errors import CopernicaPagingError
+from copernica_api.payloads import dict_rows, payload_of, rows_of, to_int
+from copernica_api.timeutil import api_to_iso, settled_before
+from tap_copernica.client import CopernicaStream
 from tap_copernica.output import SingerLineWriter
 from tap_copernica.paging import (
     CursorPaginator,
@@ -37,7 +39,6 @@ from tap_copernica.paging import (
 from tap_copernica.prefetch import in_order
 from tap_copernica.schemas_dir import schema_dir
 from tap_copernica.state import ProfileBookmark
-from tap_copernica.timeutil import api_to_iso, settled_before
 
 if TYPE_CHECKING:
     import requests
@@ -45,16 +46,6 @@ if TYPE_CHECKING:
     from singer_sdk.pagination import BaseAPIPaginator
 
 SCHEMAS = SchemaDirectory(schema_dir())
-
-
-def to_int(value: Any) -> int | None:
-    """An ID or count as the API sends it (string, number, '' or null) as an integer."""
-    if isinstance(value, bool) or value in (None, ""):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 @dataclass(frozen=True)
@@ -229,7 +220,7 @@ class ProfileStream(ObjectStream):
     ) -> tuple[list[dict], str | None, float]:
         """A page's rows, the server's settled horizon, and the seconds until its headers."""
         response = self.fetch(context, params)
-        rows = [r for r in rows_of(payload_of(response)) if isinstance(r, dict)]
+        rows = dict_rows(payload_of(response))
         server_now = settled_before(
             response.headers.get("Date"), self.tap.timezone, self.tap.lookback_seconds
         )
@@ -366,7 +357,7 @@ class ProfileStream(ObjectStream):
             response.headers.get("Date"), self.tap.timezone, self.tap.lookback_seconds
         )
         self._bookmark.page_served(server_now)
-        rows = [r for r in rows_of(payload_of(response)) if isinstance(r, dict)]
+        rows = dict_rows(payload_of(response))
         try:
             fresh = self._cursor.accept(rows)
         except ValueError as exc:

@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk.exceptions import ConfigValidationError
 
-from tap_copernica.errors import CopernicaAPIError
-from tap_copernica.streams import ListStream, ObjectStream, RecordShape, StreamSpec, to_int
-from tap_copernica.timeutil import parse_instant
+from copernica_api.errors import CopernicaAPIError
+from copernica_api.payloads import to_int
+from copernica_api.timeutil import parse_instant
+from tap_copernica.streams import ListStream, ObjectStream, RecordShape, StreamSpec
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context

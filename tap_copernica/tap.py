@@ -15,14 +15,11 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
 from singer_sdk.singerlib import StateMessage
 
-from tap_copernica.auth import (
-    CONNECTION_SETTINGS,
-    AuthenticationUnavailableError,
-    CopernicaAuthenticator,
-    authenticator_from_config,
-)
+from copernica_api.auth import AuthenticationUnavailableError, CopernicaAuthenticator
+from copernica_api.payloads import to_int
+from copernica_api.settings import CONNECTION_SETTINGS, REQUEST_SETTINGS, ClientSettings
+from copernica_api.timeutil import parse_instant, zone
 from tap_copernica.client import CopernicaStream
-from tap_copernica.http import REQUEST_SETTINGS
 from tap_copernica.mailings import MAILING_SPECS
 from tap_copernica.output import SingerLineWriter
 from tap_copernica.prefetch import in_order
@@ -33,10 +30,8 @@ from tap_copernica.streams import (
     ObjectStream,
     ProfileStream,
     build_stream_classes,
-    to_int,
 )
 from tap_copernica.structure import STRUCTURE_SPECS, webhook_ids
-from tap_copernica.timeutil import parse_instant, zone
 from tap_copernica.typed import TypedProfileStream, TypedTable, unique_names
 
 MAX_PAGE_SIZE = 1000
@@ -196,10 +191,8 @@ class TapCopernica(Tap):
     @cached_property
     def authenticator(self) -> CopernicaAuthenticator:
         """One JWT for the whole run, shared by all streams."""
-        return authenticator_from_config(
-            self.config,
-            user_agent=f"{self.name}/{self.plugin_version}",
-            timeout=float(self.config.get("request_timeout", 120)),
+        return ClientSettings.from_config(self.config).authenticator(
+            user_agent=f"{self.name}/{self.plugin_version}"
         )
 
     @cached_property

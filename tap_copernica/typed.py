@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tap_copernica.fields import FieldReader, field_type
+from copernica_api.fields import FieldReader, field_type
 from tap_copernica.streams import STREAM_SPECS, ProfileStream, StreamSpec
 
 if TYPE_CHECKING:

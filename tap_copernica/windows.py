@@ -30,7 +30,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tap_copernica.timeutil import parse_instant, to_api
+from copernica_api.timeutil import parse_instant, to_api
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from tap_copernica.errors import CopernicaAPIError
-from tap_copernica.http import CopernicaSession, RetryStopped
+from copernica_api.errors import CopernicaAPIError
+from copernica_api.http import CopernicaSession, RetryStopped
 from target_copernica.destination import (
     KeyIndex,
     Structure,

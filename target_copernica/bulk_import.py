@@ -20,8 +20,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from tap_copernica.errors import TransientAPIError
-from tap_copernica.http import CopernicaSession, RetryStopped, payload_of
+from copernica_api.errors import TransientAPIError
+from copernica_api.http import CopernicaSession, RetryStopped
+from copernica_api.payloads import payload_of
 from target_copernica.api_writer import StreamWrite, created_id
 from target_copernica.destination import selector
 from target_copernica.journal import fingerprint_of

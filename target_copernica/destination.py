@@ -19,7 +19,8 @@ from typing import Any
 
 from singer_sdk.exceptions import ConfigValidationError
 
-from tap_copernica.http import CopernicaSession, payload_of
+from copernica_api.http import CopernicaSession
+from copernica_api.payloads import dict_rows, payload_of
 
 logger = logging.getLogger("target_copernica.destination")
 PAGE = 1000
@@ -30,17 +31,11 @@ _LIMITED = frozenset({"text", "email", "phone", "phone_fax", "phone_gsm"})  # `l
 Key = tuple[str, ...]
 
 
-def _rows(payload: Any) -> list[dict[str, Any]]:
-    if isinstance(payload, dict) and isinstance(payload.get("data"), list):
-        payload = payload["data"]
-    return [row for row in payload if isinstance(row, dict)] if isinstance(payload, list) else []
-
-
 def read_all(session: CopernicaSession, path: str) -> list[dict[str, Any]]:
     """Every row of a small list resource (fields, interests, collections)."""
     rows: list[dict[str, Any]] = []
     while True:
-        page = _rows(
+        page = dict_rows(
             payload_of(
                 session.request("GET", path, params={"start": str(len(rows)), "limit": str(PAGE)})
             )
@@ -186,7 +181,7 @@ class KeyIndex:
             else:
                 params += [("orderby", "id"), ("fields[]", f"id>{after}")]
             path = f"database/{self.structure.id}/profiles"
-            rows = _rows(payload_of(session.request("GET", path, params=params)))
+            rows = dict_rows(payload_of(session.request("GET", path, params=params)))
             highest = after
             for row in rows:
                 profile_id = int(row.get("ID") or row.get("id") or 0)
@@ -263,7 +258,7 @@ def matching_ids(
     params = [*conditions, ("limit", str(PAGE)), ("total", "false")]
     if dataonly:
         params.append(("dataonly", "true"))
-    rows = _rows(payload_of(session.request("GET", path, params=params)))
+    rows = dict_rows(payload_of(session.request("GET", path, params=params)))
     return [int(row.get("ID") or row.get("id") or 0) for row in rows]
 
 

@@ -5,7 +5,7 @@ Two record shapes are accepted:
 - the tap's own profile shape: `{"ID": 1, "fields": {...}, "interests": [...], ...}`, so the
   tap's output loads back unchanged (its other properties describe the source row and are
   not written).
-Values are converted with the destination field's writer from `tap_copernica.fields`.
+Values are converted with the destination field's writer from `copernica_api.fields`.
 A record that cannot be written raises `Rejected` with the reason.
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tap_copernica.fields import field_type
+from copernica_api.fields import field_type
 from target_copernica.destination import Key, Structure
 from target_copernica.settings import Route
 

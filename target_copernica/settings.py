@@ -16,9 +16,8 @@ from zoneinfo import ZoneInfo
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
-from tap_copernica.auth import CONNECTION_SETTINGS
-from tap_copernica.http import REQUEST_SETTINGS
-from tap_copernica.timeutil import zone
+from copernica_api.settings import CONNECTION_SETTINGS, REQUEST_SETTINGS
+from copernica_api.timeutil import zone
 
 UPSERT = "upsert"
 INSERT = "append-only"

@@ -1,7 +1,7 @@
 """target-copernica: writes Singer records into Copernica as profiles and subprofiles.
 
 It authenticates with the tap's `CopernicaAuthenticator` and sends every request through
-the tap's HTTP policy (`tap_copernica.http`): one JWT per process, the same classification
+the tap's HTTP policy (`copernica_api.http`): one JWT per process, the same classification
 of answers, the same retries.
 """
 
@@ -21,8 +21,9 @@ from singer_sdk.exceptions import RecordsWithoutSchemaException
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TargetCapabilities
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
-from tap_copernica.auth import CopernicaAuthenticator, authenticator_from_config
-from tap_copernica.http import CopernicaSession, RetryPolicy
+from copernica_api.auth import CopernicaAuthenticator
+from copernica_api.http import CopernicaSession
+from copernica_api.settings import ClientSettings
 from target_copernica.bulk_import import wait_for_import
 from target_copernica.destination import (
     KeyIndex,
@@ -85,20 +86,20 @@ class TargetCopernica(Target):
 
     # -- shared services ---------------------------------------------------------------
     @cached_property
+    def client_settings(self) -> ClientSettings:
+        """The connection and request settings, typed."""
+        return ClientSettings.from_config(self.config)
+
+    @cached_property
     def authenticator(self) -> CopernicaAuthenticator:
         """One JWT for the whole run, shared by every sink (and a tap in the same process)."""
-        return authenticator_from_config(
-            self.config, user_agent=f"{self.name}/{self.plugin_version}"
-        )
+        return self.client_settings.authenticator(user_agent=f"{self.name}/{self.plugin_version}")
 
     @cached_property
     def session(self) -> CopernicaSession:
         """Every request of the run, under the shared retry policy."""
-        return CopernicaSession(
-            api_url=str(self.config.get("api_url") or "https://api.copernica.com/v4"),
-            authenticator=self.authenticator,
-            policy=RetryPolicy.from_config(self.config),
-            timeout=float(self.config.get("request_timeout", 120)),
+        return self.client_settings.session(
+            self.authenticator,
             user_agent=f"{self.name}/{self.plugin_version}",
             pool_size=self.settings.max_parallel_requests + 2,
         )

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tap_copernica.auth import AuthenticationRefusedError, CopernicaAuthenticator
+from copernica_api.auth import AuthenticationRefusedError, CopernicaAuthenticator
 from tests.conftest import config_for
 from tests.emulator import Emulator
 from tests.singer import sync

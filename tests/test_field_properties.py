@@ -7,8 +7,8 @@ import datetime as dt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tap_copernica.fields import FieldReader, field_type
-from tap_copernica.timeutil import zone
+from copernica_api.fields import FieldReader, field_type
+from copernica_api.timeutil import zone
 
 AMS = zone("Europe/Amsterdam")
 # Copernica stores local times without a zone; in the autumn hour that occurs twice a local

@@ -10,7 +10,7 @@ import pytest
 import requests
 from singer_sdk.exceptions import ConfigValidationError
 
-from tap_copernica.auth import CopernicaAuthenticator
+from copernica_api.auth import CopernicaAuthenticator
 from target_copernica import bulk_import
 from tests.conftest import config_for
 from tests.emulator import Emulator

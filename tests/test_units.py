@@ -9,11 +9,11 @@ import json
 import pytest
 import requests
 
-from tap_copernica.auth import extract_jwt, jwt_expiry
-from tap_copernica.client import retry_after_seconds
-from tap_copernica.fields import FieldReader, field_type
+from copernica_api.auth import extract_jwt, jwt_expiry
+from copernica_api.fields import FieldReader, field_type
+from copernica_api.timeutil import api_to_iso, filter_floor, parse_instant, zone
+from copernica_api.http import retry_after_seconds
 from tap_copernica.paging import IdListPaginator, IdRangePlanner
-from tap_copernica.timeutil import api_to_iso, filter_floor, parse_instant, zone
 
 AMS = zone("Europe/Amsterdam")
 

@@ -6,7 +6,8 @@
 - `RetryPolicy` decides how long to wait before the next try: exponential backoff with
   jitter, the server's Retry-After when it sends one, nothing after a JWT renewal.
 - `CopernicaSession` sends one request under that policy (the target's requests); the tap's
-  streams use the same check and policy through the SDK's own retry loop (`client.py`).
+  streams use the same check and policy through the SDK's own retry loop
+  (`tap_copernica.client`).
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ from urllib.parse import urlsplit
 import backoff
 import msgspec
 import requests
-from singer_sdk import typing as th
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
-from tap_copernica.auth import CopernicaAuthenticator, bearer_of
-from tap_copernica.errors import (
+from copernica_api.auth import CopernicaAuthenticator, bearer_of
+from copernica_api.errors import (
     CopernicaAPIError,
     JWTRejectedError,
     RetriesExhaustedError,
@@ -36,39 +36,9 @@ from tap_copernica.errors import (
     describe_error,
     request_path,
 )
-from tap_copernica.tls import fail_fast_on_tls, trust_environment
+from copernica_api.payloads import payload_of
+from copernica_api.tls import fail_fast_on_tls, trust_environment
 
-#: Request and retry settings both plugins declare (the policy below reads them).
-REQUEST_SETTINGS = th.PropertiesList(
-    th.Property(
-        "timezone",
-        th.StringType,
-        default="Europe/Amsterdam",
-        description="Time zone of the account: the API reads, writes and filters timestamps "
-        "as local times without a zone (the tap emits ISO 8601 with the offset).",
-    ),
-    th.Property(
-        "request_timeout",
-        th.IntegerType(minimum=1),
-        default=120,
-        description="Seconds to wait for one API response.",
-    ),
-    th.Property(
-        "max_retries",
-        th.IntegerType(minimum=0),
-        default=8,
-        description="Retries of a request after 5xx, 429, connection errors or a truncated "
-        "body, with exponential backoff (Retry-After is honoured).",
-    ),
-    th.Property(
-        "retry_initial_wait_ms",
-        th.IntegerType(minimum=0),
-        default=2000,
-        description="Milliseconds before the first retry; doubles each time, up to 60 s.",
-    ),
-)
-
-_PAYLOAD_ATTR = "_copernica_payload"
 _RENEWED_ATTR = "_copernica_renewed"
 MAX_RETRY_AFTER_SECONDS = 300.0
 MAX_BACKOFF_SECONDS = 60.0
@@ -84,20 +54,6 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
 RETRIABLE: tuple[type[Exception], ...] = (RetriableAPIError, *CONNECTION_ERRORS)
 
 logger = logging.getLogger("copernica.http")
-
-
-def payload_of(response: requests.Response) -> Any:
-    """The JSON body of a response, decoded once (in `check_response`), with msgspec.
-
-    Raises ValueError when the body is not complete JSON.
-    """
-    if not hasattr(response, _PAYLOAD_ATTR):
-        try:
-            payload = msgspec.json.decode(response.content)
-        except msgspec.DecodeError as exc:
-            raise ValueError(str(exc)) from None
-        setattr(response, _PAYLOAD_ATTR, payload)
-    return getattr(response, _PAYLOAD_ATTR)
 
 
 def retry_after_seconds(response: requests.Response | None) -> float | None:
@@ -178,14 +134,6 @@ class RetryPolicy:
 
     max_tries: int = 9
     initial_wait: float = 2.0
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> RetryPolicy:
-        """The policy the plugin's settings ask for."""
-        return cls(
-            max_tries=int(config.get("max_retries", 8)) + 1,
-            initial_wait=int(config.get("retry_initial_wait_ms", 2000)) / 1000,
-        )
 
     def wait_seconds(self, exception: BaseException | None, attempt: int) -> float:
         """Seconds before try `attempt + 1`: none after a JWT renewal, else Retry-After or
@@ -349,6 +297,5 @@ __all__ = [
     "RetryPolicy",
     "RetryStopped",
     "check_response",
-    "payload_of",
     "retry_after_seconds",
 ]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tap_copernica.timeutil import API_FORMAT, ZERO_TIMESTAMPS, api_to_iso, parse_instant
+from copernica_api.timeutil import API_FORMAT, ZERO_TIMESTAMPS, api_to_iso, parse_instant
 
 Reader = Callable[[str, ZoneInfo], Any]
 Writer = Callable[[Any, ZoneInfo], str]

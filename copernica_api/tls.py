@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from tap_copernica.errors import TLSVerificationError
+from copernica_api.errors import TLSVerificationError
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")

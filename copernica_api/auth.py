@@ -18,15 +18,13 @@ from typing import Any
 
 import backoff
 import requests
-from singer_sdk import typing as th
 from singer_sdk.authenticators import APIAuthenticatorBase
 from singer_sdk.exceptions import ConfigValidationError
 
-from tap_copernica.errors import api_error_message, describe_error
-from tap_copernica.tls import fail_fast_on_tls, trust_environment
+from copernica_api.errors import api_error_message, describe_error
+from copernica_api.tls import fail_fast_on_tls, trust_environment
 
 DEFAULT_AUTH_URL = "https://authenticate.copernica.com"
-DEFAULT_API_URL = "https://api.copernica.com/v4"
 TOKEN_HELP_URL = "https://ms.copernica.com/#/admin/account/access-tokens"  # noqa: S105
 # The docs give JWTs a 24 h lifetime; used when the token carries no readable `exp`.
 DEFAULT_LIFETIME_SECONDS = 24 * 3600
@@ -34,32 +32,6 @@ DEFAULT_LIFETIME_SECONDS = 24 * 3600
 MAX_RENEW_MARGIN_SECONDS = 300.0
 
 logger = logging.getLogger("copernica.auth")
-
-
-#: The settings both plugins need to reach the API (the tap and the target share them).
-CONNECTION_SETTINGS = th.PropertiesList(
-    th.Property(
-        "api_token",
-        th.StringType,
-        required=True,
-        secret=True,
-        description="Copernica REST API token (Admin > Account > Access tokens). It is only "
-        "sent to the authentication service, which trades it for a JWT.",
-    ),
-    th.Property(
-        "api_url",
-        th.StringType,
-        default=DEFAULT_API_URL,
-        description="REST API v4 base URL. Accounts with large datasets may use "
-        "https://rest.copernica.com/v4.",
-    ),
-    th.Property(
-        "auth_url",
-        th.StringType,
-        default=DEFAULT_AUTH_URL,
-        description="Authentication service that trades the API token for a JWT.",
-    ),
-)
 
 
 class AuthenticationRefusedError(ConfigValidationError):
@@ -190,11 +162,6 @@ class CopernicaAuthenticator(APIAuthenticatorBase):
             if self._jwt is not None and (rejected is None or self._jwt.value == rejected):
                 self._jwt = None
 
-    def is_secret(self, text: str) -> bool:
-        """True when `text` contains the API token or the current JWT (for log scrubbing)."""
-        jwt = self._jwt.value if self._jwt else None
-        return bool(self._api_token and self._api_token in text) or bool(jwt and jwt in text)
-
     def redact(self, text: str) -> str:
         """`text` with the API token and the current JWT replaced by `***`."""
         jwt = self._jwt.value if self._jwt else None
@@ -275,7 +242,7 @@ _SHARED_LOCK = threading.Lock()
 def authenticator_from_config(
     config: Any, *, user_agent: str, timeout: float = 60.0
 ) -> CopernicaAuthenticator:
-    """The process's authenticator for these `CONNECTION_SETTINGS`: one JWT per process.
+    """The process's authenticator for `api_token` / `auth_url`: one JWT per process.
 
     A plugin may build several tap or target objects in one process (discovery, then the
     sync); they share one authenticator, so the authentication service is asked once.
