@@ -11,12 +11,12 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import requests
-from singer_sdk import RESTStream
 from singer_sdk.streams.rest import PageContext
 
 from copernica_api.errors import JWTRejectedError
 from copernica_api.http import RETRIABLE, RetryPolicy, check_response, retry_log_line
 from copernica_api.payloads import dict_rows, payload_of
+from copernica_api.sdk_compat import CompatRESTStream
 from copernica_api.settings import ClientSettings
 from copernica_api.tls import fail_fast_on_tls, trust_environment
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from tap_copernica.tap import TapCopernica
 
 
-class CopernicaStream(RESTStream[Any]):
+class CopernicaStream(CompatRESTStream):
     """A Copernica REST v4 resource."""
 
     #: The tap that owns this stream (typed for the helpers it offers).
@@ -79,8 +79,7 @@ class CopernicaStream(RESTStream[Any]):
 
     @cached_property
     def _retrying_request(self) -> Callable[..., requests.Response]:
-        # The SDK's own paging loop wraps `_request` the same way.
-        return self.request_decorator(self._request)
+        return self.retrying_request()
 
     # -- responses ------------------------------------------------------------------------
     def validate_response(self, response: requests.Response) -> None:

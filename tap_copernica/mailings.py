@@ -170,9 +170,11 @@ class EmailingObjectStream(MailingStream):
 class WindowedStream(MailingStream):
     """Immutable timestamped rows, read in closed windows with the API's range filters."""
 
-    # Records leave in window order and `WindowBookmark` writes the STATE entry itself.
+    # Records leave in window order and `WindowBookmark` writes the STATE entry itself (the
+    # SDK's copy of each record's timestamp would lose the in-window position).
     is_sorted = True
     check_sorted = False
+    sdk_moves_bookmarks = False
     #: "begintime" (MS events), "fromdate" (emailing lists) or "fields" (`fields[]` filters)
     filter_style: ClassVar[str]
     #: whether windows are `event_window_days` long (else: one window per run)
@@ -192,7 +194,7 @@ class WindowedStream(MailingStream):
         for window in bookmark.windows(floor, horizon, days if self.windowed else None):
             yield from self._read_window(context, bookmark, window)
             bookmark.completed(window)
-            self._flush_state()
+            self.send_state_now()
 
     # -- where to start and stop -----------------------------------------------------------
     @property
@@ -260,28 +262,14 @@ class WindowedStream(MailingStream):
             if len(rows) < size:
                 return
             bookmark.progress(window, offset)
-            self._flush_state()
+            self.send_state_now()
 
     #: whether `ID` is kept as a string (events, hashes) rather than converted to a number
     string_ids: ClassVar[bool] = True
 
-    def _flush_state(self) -> None:
-        """Send a STATE message now (after the records it covers)."""
-        self.state_manager.is_flushed = False
-        self._write_state_message()
-
     def get_replication_key_signpost(self, context: Context | None = None) -> None:
         """No signpost: the bookmark only ever holds ends of completed windows."""
         return
-
-    def _increment_stream_state(
-        self, latest_record: dict[str, Any], *, context: Context | None = None
-    ) -> None:
-        """Deliberately empty: `WindowBookmark` moves the bookmark per page and window.
-
-        The SDK would copy each record's timestamp into the state, which would lose the
-        in-window position (pinned singer-sdk range, as for `ProfileStream`).
-        """
 
 
 class EmailingsStream(WindowedStream):

@@ -18,12 +18,12 @@ from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk import SchemaDirectory, StreamSchema
-from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform, StreamMap
 
 from copernica_api.errors import CopernicaPagingError
 from copernica_api.payloads import dict_rows, payload_of, rows_of, to_int
+from copernica_api.sdk_compat import extraction_time
 from copernica_api.timeutil import api_to_iso, settled_before
 from tap_copernica.client import CopernicaStream
 from tap_copernica.output import SingerLineWriter
@@ -170,6 +170,9 @@ class ProfileStream(ObjectStream):
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
     replication_key = "modified"
+    # `ProfileBookmark` moves the bookmark for each record; the SDK's copy of the record's
+    # `modified` would be wrong for ID-ordered scans.
+    sdk_moves_bookmarks = False
     # Records come out in bookmark order and `ProfileBookmark` writes the STATE entry itself
     # (value, IDs at that value, scan position), so the SDK keeps no progress markers.
     is_sorted = True
@@ -371,7 +374,7 @@ class ProfileStream(ObjectStream):
 
     def _page_arrived(self, rows: int) -> None:
         """A page's rows are about to be handed on: its extraction time, and progress."""
-        self._extracted = utc_now()
+        self._extracted = extraction_time()
         if self._counted:
             self.tap.progress.record(self.name, rows)
 
@@ -398,8 +401,8 @@ class ProfileStream(ObjectStream):
     def _declared(self) -> frozenset[str]:
         return frozenset(self.schema.get("properties", {}))
 
-    # -- the one private SDK override (singer-sdk 0.54, pinned in pyproject.toml) ---------
-    def _write_record_message(self, record: dict[str, Any]) -> None:
+    # -- RECORD lines ------------------------------------------------------------------------
+    def write_record_fast(self, record: dict[str, Any]) -> bool:
         """The SDK's RECORD writing, encoded straight into the output block, when nothing in
         the stream is deselected (records are built to the schema and not conformed here).
 
@@ -411,13 +414,13 @@ class ProfileStream(ObjectStream):
         """
         writer = self._fast_writer
         if writer is None:
-            super()._write_record_message(record)
-            return
+            return False
         for alias, transform in self._map_plan:
             mapped = record if transform is None else transform(record)
             if mapped is not None:
-                writer.write_record(alias, mapped, self._stream_version, self._extracted)
-        self.state_manager.is_flushed = False
+                writer.write_record(alias, mapped, self.stream_version, self._extracted)
+        self.state_changed()
+        return True
 
     @cached_property
     def _map_plan(self) -> list[tuple[str, Callable[[dict], dict | None] | None]]:
@@ -434,7 +437,7 @@ class ProfileStream(ObjectStream):
     @cached_property
     def _fast_writer(self) -> SingerLineWriter | None:
         """The tap's writer when the fast path builds what the SDK would, else None."""
-        writer = self._tap.message_writer
+        writer = self.message_writer
         plain = self.TYPE_CONFORMANCE_LEVEL == TypeConformanceLevel.NONE
         if plain and all(self.mask.values()) and isinstance(writer, SingerLineWriter):
             return writer
@@ -443,16 +446,6 @@ class ProfileStream(ObjectStream):
     def get_replication_key_signpost(self, context: Context | None = None) -> None:
         """No signpost: the bookmark only ever holds values of emitted records."""
         return
-
-    def _increment_stream_state(
-        self, latest_record: dict[str, Any], *, context: Context | None = None
-    ) -> None:
-        """Deliberately empty: `ProfileBookmark` already moved the bookmark for this record.
-
-        The SDK would copy the record's `modified` into the state, which is wrong for ID
-        ordered scans. This private hook is pinned by the singer-sdk range in pyproject.toml
-        and covered by the incremental-state tests.
-        """
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,14 @@ so a STATE still follows every record before it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk.exceptions import InvalidRecord
-from singer_sdk.helpers._typing import get_datelike_property_type
-from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
+from copernica_api.sdk_compat import CompatBatchSink, is_date_like
 from target_copernica.api_writer import ApiWriter, Destination, StreamWrite
 from target_copernica.bulk_import import BulkImporter
 from target_copernica.journal import InsertJournal, fingerprint_of
@@ -35,21 +35,8 @@ from target_copernica.validation import CompiledSchemaValidator
 if TYPE_CHECKING:
     from target_copernica.target import TargetCopernica
 
-#: What the SDK's `_remove_sdc_metadata_from_record` pops.
-_SDC_METADATA = frozenset(
-    {
-        "_sdc_extracted_at",
-        "_sdc_received_at",
-        "_sdc_batched_at",
-        DELETED_AT,
-        "_sdc_sequence",
-        "_sdc_table_version",
-        "_sdc_sync_started_at",
-    }
-)
 
-
-class CopernicaSink(BatchSink):
+class CopernicaSink(CompatBatchSink):
     """Writes one stream into a Copernica database (profiles) or collection (subprofiles)."""
 
     def __init__(self, target: TargetCopernica, *args: Any, **kwargs: Any) -> None:
@@ -107,47 +94,41 @@ class CopernicaSink(BatchSink):
         return wanted
 
     # -- records -----------------------------------------------------------------------
-    def _remove_sdc_metadata_from_record(self, record: dict) -> None:
-        """Drop the SDK's metadata, but keep `_sdc_deleted_at`: it marks a delete."""
-        if _SDC_METADATA.isdisjoint(record):  # most records: one set operation, no pops
-            return
-        deleted_at = record.get(DELETED_AT)
-        super()._remove_sdc_metadata_from_record(record)
-        if deleted_at is not None:
-            record[DELETED_AT] = deleted_at
+    def keep_metadata(self) -> Iterable[str]:
+        """Of the SDK's metadata, keep `_sdc_deleted_at`: it marks a delete."""
+        return (DELETED_AT,)
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         """The stream's SCHEMA compiled once (`validate_records` still switches it off)."""
         return CompiledSchemaValidator(self.schema) if self.validate_schema else None
 
-    def _validate_and_parse(self, record: dict) -> dict:
+    def validate_record(self, record: dict) -> dict:
         """Validate against the SCHEMA; an invalid record is rejected, not fatal."""
         self._invalid_reason = None
-        if self._validator is not None:
+        validator = self.schema_validator()
+        if validator is not None:
             try:
-                self._validator.validate(record)
+                validator.validate(record)
             except InvalidRecord as exc:
                 self._invalid_reason = f"does not match the stream's SCHEMA: {exc.error_message}"
                 return record
         if record.keys() <= self._plain_properties:
             return record  # nothing for the SDK's timestamp parsing to parse or warn about
         try:
-            self._parse_timestamps_in_record(
-                record=record, schema=self.schema, treatment=self.datetime_error_treatment
-            )
+            self.parse_timestamps(record)
         except ValueError as exc:
             self._invalid_reason = f"does not match the stream's SCHEMA: {exc}"
         return record
 
     @cached_property
     def _plain_properties(self) -> frozenset[str]:
-        """The SCHEMA's properties that `_parse_timestamps_in_record` leaves alone (those
+        """The SCHEMA's properties that the SDK's timestamp parsing leaves alone (those
         that are not date-like); it walks every property of every record, so a record
         with only these skips it. `tests/test_target_units.py` checks this against the SDK."""
         return frozenset(
             name
             for name, prop in self.schema.get("properties", {}).items()
-            if isinstance(prop, dict) and get_datelike_property_type(prop) is None
+            if isinstance(prop, dict) and not is_date_like(prop)
         )
 
     def process_record(self, record: dict, context: dict) -> None:

@@ -16,13 +16,14 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import IO, Any, ClassVar
 
-from singer_sdk import Sink, Target
+from singer_sdk import Sink
 from singer_sdk.exceptions import RecordsWithoutSchemaException
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TargetCapabilities
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 from copernica_api.auth import CopernicaAuthenticator
 from copernica_api.http import CopernicaSession
+from copernica_api.sdk_compat import CompatTarget
 from copernica_api.settings import ClientSettings
 from target_copernica.bulk_import import wait_for_import
 from target_copernica.destination import (
@@ -42,7 +43,7 @@ from target_copernica.summary import StreamSummary
 EXIT_REJECTED = 2
 
 
-class TargetCopernica(Target):
+class TargetCopernica(CompatTarget):
     """Singer target for Copernica REST API v4."""
 
     name = "target-copernica"
@@ -165,27 +166,24 @@ class TargetCopernica(Target):
             self._emit(state, epoch)
 
     def _nothing_held(self, besides: Sink | None = None) -> bool:
-        sinks = [*self._sinks_to_clear, *self._sinks_active.values()]
-        return all(s.current_size == 0 for s in sinks if s is not besides)
+        return all(s.current_size == 0 for s in self.sinks() if s is not besides)
 
     def _confirm_state(self) -> None:
         """Emit the latest STATE: nothing before it is unwritten, but an import may still
         be running, and then it is emitted when that import has ended."""
-        if not self._latest_state or self._state_confirmed:
+        latest = self.latest_state
+        if not latest or self._state_confirmed:
             return
         if self._running is not None:
-            self._covered = (copy.deepcopy(self._latest_state), self.state_epoch)
+            self._covered = (copy.deepcopy(latest), self.state_epoch)
         else:
-            self._emit(copy.deepcopy(self._latest_state), self.state_epoch)
+            self._emit(copy.deepcopy(latest), self.state_epoch)
 
-    # The SDK has no public hook for "a STATE was read" and "a STATE was emitted"; the
-    # confirmation above and the insert journal need both. These two private methods are
-    # pinned with the SDK range in pyproject.toml and checked by
-    # tests/test_target_journal.py::test_sdk_state_hooks.
-    def _process_state_message(self, message_dict: dict) -> None:
-        before = self._latest_state
-        super()._process_state_message(message_dict)
-        if self._latest_state is before:
+    # The confirmation above and the insert journal need to know when a STATE was read and
+    # when the SDK would emit one (`copernica_api.sdk_compat.CompatTarget`).
+    def state_read(self, changed: bool) -> None:
+        """A new STATE counts as an epoch; confirm it at once when nothing is held."""
+        if not changed:
             return
         self.state_epoch += 1
         self._state_confirmed = False
@@ -194,14 +192,14 @@ class TargetCopernica(Target):
         elif self._written_since_state:
             self.drain_all()
 
-    def _write_state_message(self, state: dict) -> None:
+    def state_due(self, state: dict) -> None:
         """The SDK's drain_all emits the latest STATE: end the running import first."""
         self.finish_writes()
         if not self._state_confirmed:  # else emitted already
             self._emit(state, self.state_epoch)
 
     def _emit(self, state: dict, epoch: int) -> None:
-        super()._write_state_message(state)
+        self.emit_state(state)
         self._written_since_state = False
         self._state_confirmed = epoch == self.state_epoch
         # After the line is out: until then a rerun would start from the older STATE.
@@ -290,7 +288,7 @@ class TargetCopernica(Target):
 
     def drain_profile_sinks(self) -> None:
         """Write pending profiles before subprofiles, which need their parents."""
-        for sink in list(self._sinks_active.values()):
+        for sink in self.sinks():
             if isinstance(sink, CopernicaSink) and not sink.route.collection:
                 self.drain_one(sink)
 

@@ -11,8 +11,8 @@ import requests
 
 from copernica_api.auth import extract_jwt, jwt_expiry
 from copernica_api.fields import FieldReader, field_type
-from copernica_api.timeutil import api_to_iso, filter_floor, parse_instant, zone
 from copernica_api.http import retry_after_seconds
+from copernica_api.timeutil import api_to_iso, filter_floor, parse_instant, zone
 from tap_copernica.paging import IdListPaginator, IdRangePlanner
 
 AMS = zone("Europe/Amsterdam")
