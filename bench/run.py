@@ -902,7 +902,7 @@ def report(
                 "Requests include polling of `GET /import/{id}`."
             )
     if goals:
-        lines += ["", "## Goals (issue 7)", "", "| goal | measured | |", "|---|---|---|"]
+        lines += ["", "## Goals", "", "| goal | measured | |", "|---|---|---|"]
         lines += [f"| {g} | {m} | {v} |" for g, m, v in goals]
     if notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]

@@ -1,12 +1,14 @@
 """The base stream: URL, JWT auth, response checks, retries with Retry-After, page decoding.
 
 Every request of the tap goes through `CopernicaStream`; paging strategies live in
-`paging.py` and only decide which query parameters the next page needs.
+`paging.py` and only decide which query parameters the next page needs. What a stream needs
+from the run (settings, account lookups, progress, the JWT) comes in `StreamServices`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -21,22 +23,41 @@ from copernica_api.settings import ClientSettings
 from copernica_api.tls import fail_fast_on_tls, trust_environment
 
 if TYPE_CHECKING:
+    from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
     from copernica_api.auth import CopernicaAuthenticator
-    from tap_copernica.tap import TapCopernica
+    from tap_copernica.account import Account
+    from tap_copernica.progress import RunProgress
+    from tap_copernica.settings import TapSettings
+
+
+@dataclass(frozen=True)
+class StreamServices:
+    """What every stream of a run shares, built once by the tap."""
+
+    settings: TapSettings
+    account: Account
+    progress: RunProgress
+    #: one JWT per process, shared by every stream
+    authenticator: CopernicaAuthenticator
 
 
 class CopernicaStream(CompatRESTStream):
     """A Copernica REST v4 resource."""
 
-    #: The tap that owns this stream (typed for the helpers it offers).
-    _tap: TapCopernica
+    def __init__(self, tap: Tap, services: StreamServices, **kwargs: Any) -> None:
+        # Plain attributes, not properties: the profile streams read them for every page.
+        self.settings = services.settings
+        self.account = services.account
+        self.progress = services.progress
+        self.services = services
+        super().__init__(tap, **kwargs)
 
-    @cached_property
+    @property
     def client_settings(self) -> ClientSettings:
         """The connection and request settings, typed."""
-        return ClientSettings.from_config(self.config)
+        return self.settings.client
 
     @property
     def url_base(self) -> str:
@@ -46,11 +67,11 @@ class CopernicaStream(CompatRESTStream):
     @property
     def authenticator(self) -> CopernicaAuthenticator:
         """The tap's single authenticator: one JWT per process, shared by every stream."""
-        return self._tap.authenticator
+        return self.services.authenticator
 
     @property
     def requests_session(self) -> requests.Session:
-        """The SDK's session, trusting the CA bundle the environment names (see `tls.py`)."""
+        """The SDK's session, trusting the CA bundle the environment names (`copernica_api.tls`)."""
         return trust_environment(super().requests_session)
 
     @property
@@ -84,7 +105,7 @@ class CopernicaStream(CompatRESTStream):
     # -- responses ------------------------------------------------------------------------
     def validate_response(self, response: requests.Response) -> None:
         """Sort a response into success, JWT renewal, transient or permanent failure."""
-        self._tap.progress.request(self.name, ok=response.status_code < 300)
+        self.progress.request(self.name, ok=response.status_code < 300)
         check_response(response, self.authenticator)
 
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
@@ -112,7 +133,7 @@ class CopernicaStream(CompatRESTStream):
     def backoff_handler(self, details: Any) -> None:
         """Log each retry at WARNING with the request path and the attempt number."""
         exc = details.get("exception")
-        self._tap.progress.retry(self.name)
+        self.progress.retry(self.name)
         if isinstance(exc, JWTRejectedError):
             self.logger.info("%s; retrying with a new JWT.", exc)
             return

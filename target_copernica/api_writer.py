@@ -3,7 +3,7 @@
 Records with the same key (and parent) form a group that is written one after another in
 input order, so the last one wins as in the source; different groups run in parallel.
 
-Profiles (contract f.1):
+Profiles:
 - upsert: `PUT database/{id}/profiles?fields[]=<key>==<value>&create=1` (the documented
   selector update); the key fields are in the body too, since the selector is not copied;
 - update-only: the same without `create`, only for keys that exist;
@@ -12,7 +12,7 @@ Profiles (contract f.1):
   into a duplicate; each insert is noted in the insert journal (`journal.py`) so a rerun
   after a crash does not repeat it;
 - deletes (`hard_delete`): `DELETE profile/{id}` for each profile with the key.
-Subprofiles (f.2) go the same way under their parent profile, found by its key.
+Subprofiles go the same way under their parent profile, found by its key.
 Every documented and observed success is accepted: 201/204 with or without X-location /
 X-Created, 303 with Location, 200 with X-deleted.
 """
@@ -20,27 +20,16 @@ X-Created, 303 with Location, 200 with X-deleted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
-
-import requests
 
 from copernica_api.errors import CopernicaAPIError
-from copernica_api.http import CopernicaSession, RetryStopped
-from target_copernica.destination import (
-    KeyIndex,
-    Structure,
-    find_profiles,
-    find_subprofiles,
-    selector,
-)
-from target_copernica.journal import InsertJournal, Lookup, fingerprint_of
-from target_copernica.records import Item, Rejected
+from copernica_api.http import RetryStopped
+from target_copernica.destination import find_profiles, find_subprofiles, selector
+from target_copernica.journal import Lookup
+from target_copernica.records import Item, Rejected, fingerprint_of
 from target_copernica.settings import INSERT, UPDATE_ONLY, UPSERT
-from target_copernica.summary import StreamSummary
+from target_copernica.stream_write import StreamWrite, created_id
 
 logger = logging.getLogger("target_copernica.api_writer")
 ALREADY_REMOVED = (
@@ -50,64 +39,13 @@ ALREADY_REMOVED = (
 MAX_MULTI_MATCH_WARNINGS = 5
 
 
-def created_id(response: requests.Response, kind: str) -> tuple[bool, int]:
-    """(created, new ID or 0) from a write answer, in every documented and observed form."""
-    header = response.headers.get("X-Created", "").strip()
-    if header.isdigit():
-        return True, int(header)
-    location = response.headers.get("X-location") or response.headers.get("Location") or ""
-    segments = [s for s in urlsplit(location).path.split("/") if s]
-    new_id = (
-        int(segments[-1])
-        if len(segments) >= 2 and segments[-2] == kind and segments[-1].isdigit()
-        else 0
-    )
-    if response.status_code == 201:
-        return True, new_id
-    if response.status_code == 303 and new_id:
-        # v2 answers every PUT with 303; it points at the new entity only after a create.
-        request_path = urlsplit(response.request.url or "").path if response.request else ""
-        return f"/{kind}/{new_id}" not in request_path, new_id
-    return False, 0
-
-
-@dataclass
-class Destination:
-    """Where a stream writes, with what it knows about it."""
-
-    structure: Structure  # the database (profiles) or the collection (subprofiles)
-    index: KeyIndex  # keys of the database's profiles (the parents, for subprofiles)
-    key_fields: tuple[str, ...]
-
-    @property
-    def is_collection(self) -> bool:
-        return self.structure.kind == "collection"
-
-
-@dataclass(frozen=True)
-class StreamWrite:
-    """What both write paths (this one and `bulk_import`) work with for one stream."""
-
-    session: CopernicaSession
-    destination: Destination
-    load_method: str
-    summary: StreamSummary
-    reject: Callable[[Item, str], None]  # reports a record that cannot be written
-    journal: InsertJournal | None = None  # append-only runs only
-
-
 class ApiWriter:
     """Writes items of one stream through per-record API calls."""
 
     def __init__(
         self, write: StreamWrite, *, hard_delete: bool, dry_run: bool, max_parallel: int
     ) -> None:
-        self.session = write.session
-        self.dest = write.destination
-        self.load_method = write.load_method
-        self.journal = write.journal
-        self.summary = write.summary
-        self.reject = write.reject
+        self.job = write  # what to write where, and where to report it
         self.hard_delete = hard_delete
         self.dry_run = dry_run
         self.max_parallel = max_parallel
@@ -129,19 +67,19 @@ class ApiWriter:
     def _write_group(self, items: list[Item]) -> None:
         for item in items:
             try:
-                if self.dest.is_collection:
+                if self.job.destination.is_collection:
                     self._subprofile(item)
                 else:
                     self._profile(item)
             except Rejected as exc:
-                self.reject(item, exc.reason)
+                self.job.reject(item, exc.reason)
             except CopernicaAPIError as exc:
-                self.reject(item, str(exc))
+                self.job.reject(item, str(exc))
 
     # -- profiles ----------------------------------------------------------------------
     @property
     def _db(self) -> str:
-        return self.dest.structure.id
+        return self.job.destination.structure.id
 
     def _body(self, item: Item) -> dict[str, Any]:
         body: dict[str, Any] = {"fields": item.fields}
@@ -151,11 +89,11 @@ class ApiWriter:
 
     def _note_matches(self, item: Item, count: int) -> None:
         if count > 1:
-            self.summary.add("multiple_matches")
-            if self.summary["multiple_matches"] <= MAX_MULTI_MATCH_WARNINGS:
+            self.job.summary.add("multiple_matches")
+            if self.job.summary["multiple_matches"] <= MAX_MULTI_MATCH_WARNINGS:
                 logger.warning(
                     "Stream '%s': %d profiles have the key %s; Copernica updates all of them.",
-                    self.summary.stream,
+                    self.job.summary.stream,
                     count,
                     item.key_values,
                 )
@@ -163,55 +101,55 @@ class ApiWriter:
     def _profile(self, item: Item) -> None:
         if item.delete:
             self._delete_profiles(item)
-        elif self.load_method == INSERT:
+        elif self.job.load_method == INSERT:
             self._insert_profile(item)
         else:
-            self._update_profiles(item, create=self.load_method == UPSERT)
+            self._update_profiles(item, create=self.job.load_method == UPSERT)
 
     def _update_profiles(self, item: Item, *, create: bool) -> None:
-        index = self.dest.index
+        index = self.job.destination.index
         count = index.count(item.key)
         if count == 0 and not create:
-            self.summary.add("not_found")
+            self.job.summary.add("not_found")
             return
         self._note_matches(item, count)
         if self.dry_run:
-            self.summary.add("updated" if count else "inserted")
+            self.job.summary.add("updated" if count else "inserted")
             if not count:
                 index.add(item.key, 0)
             return
-        params = selector(self.dest.key_fields, item.key_values)
+        params = selector(self.job.destination.key_fields, item.key_values)
         if create:
             params.append(("create", "1"))
-        response = self.session.request(
+        response = self.job.session.request(
             "PUT", f"database/{self._db}/profiles", params=params, body=self._body(item)
         )
         created, new_id = created_id(response, "profile")
         # A bare 200 (an answer whose headers were lost) says nothing: trust the index.
         created = created or (count == 0 and response.status_code == 200)
         if created:
-            self.summary.add("inserted")
+            self.job.summary.add("inserted")
             index.add(item.key, new_id)
         else:
-            self.summary.add("updated")
+            self.job.summary.add("updated")
             if count == 0:
                 index.add(item.key, 0)
 
     def _insert_profile(self, item: Item) -> None:
-        index = self.dest.index
+        index = self.job.destination.index
         if self.dry_run:
-            self.summary.add("inserted")
+            self.job.summary.add("inserted")
             return
-        conditions = selector(self.dest.key_fields, item.key_values)
+        conditions = selector(self.job.destination.key_fields, item.key_values)
         known = index.ids(item.key)
         # How many profiles have this key now: a retry is skipped once there is one more.
         before = (
-            len(find_profiles(self.session, self._db, conditions)) if 0 in known else len(known)
+            len(find_profiles(self.job.session, self._db, conditions)) if 0 in known else len(known)
         )
         landed: list[int] = []
 
         def not_landed(exc: BaseException) -> bool:
-            found = find_profiles(self.session, self._db, conditions)
+            found = find_profiles(self.job.session, self._db, conditions)
             if len(found) > before:
                 landed.extend(found)
                 return False
@@ -219,7 +157,7 @@ class ApiWriter:
 
         noted = self._note(item, (f"database/{self._db}/profiles", tuple(conditions)), before)
         try:
-            response = self.session.request(
+            response = self.job.session.request(
                 "POST",
                 f"database/{self._db}/profiles",
                 body=self._body(item),
@@ -229,7 +167,7 @@ class ApiWriter:
             logger.info("A lost insert had landed; not sending it again.")
             self._settle(noted, landed=True)
             index.replace(item.key, landed)
-            self.summary.add("inserted")
+            self.job.summary.add("inserted")
             return
         except CopernicaAPIError:
             self._settle(noted, landed=False)  # refused: nothing was created
@@ -237,41 +175,41 @@ class ApiWriter:
         self._settle(noted, landed=True)
         _, new_id = created_id(response, "profile")
         index.add(item.key, new_id)
-        self.summary.add("inserted")
+        self.job.summary.add("inserted")
 
     # -- the insert journal ------------------------------------------------------------
     def _note(self, item: Item, lookup: Lookup, before: int) -> list[int]:
         """Note an insert in the journal before sending it (append-only runs only)."""
-        if self.journal is None:
+        if self.job.journal is None:
             return []
-        fp = fingerprint_of(self.summary.stream, item)
-        return self.journal.begin([(fp, item.epoch, lookup, before)])
+        fp = fingerprint_of(self.job.summary.stream, item)
+        return self.job.journal.begin([(fp, item.epoch, lookup, before)])
 
     def _settle(self, noted: list[int], *, landed: bool) -> None:
-        if self.journal is not None and noted:
+        if self.job.journal is not None and noted:
             if landed:
-                self.journal.done(noted)
+                self.job.journal.done(noted)
             else:
-                self.journal.drop(noted)
+                self.job.journal.drop(noted)
 
     def _delete_profiles(self, item: Item) -> None:
         if not self.hard_delete:
-            self.summary.add("deletes_skipped")
+            self.job.summary.add("deletes_skipped")
             return
-        index = self.dest.index
-        ids = index.lookup(self.session, item.key, item.key_values)
+        index = self.job.destination.index
+        ids = index.lookup(self.job.session, item.key, item.key_values)
         if not ids:
-            self.summary.add("not_found")
+            self.job.summary.add("not_found")
             return
         for profile_id in ids:
             if not self.dry_run:
                 self._delete(f"profile/{profile_id}")
-            self.summary.add("deleted")
+            self.job.summary.add("deleted")
         index.replace(item.key, [])
 
     def _delete(self, path: str) -> None:
         try:
-            self.session.request("DELETE", path)
+            self.job.session.request("DELETE", path)
         except CopernicaAPIError as exc:
             if exc.api_message.strip().lower() not in ALREADY_REMOVED:
                 raise
@@ -280,10 +218,12 @@ class ApiWriter:
     def _parent_id(self, item: Item) -> int:
         assert item.parent_key is not None
         assert item.parent_values is not None
-        ids = self.dest.index.lookup(self.session, item.parent_key, item.parent_values)
+        ids = self.job.destination.index.lookup(
+            self.job.session, item.parent_key, item.parent_values
+        )
         ((name, value),) = item.parent_values.items()
         if not ids:
-            database = self.dest.index.structure.name
+            database = self.job.destination.index.structure.name
             msg = f"no profile with {name} == {value!r} in database '{database}'"
             raise Rejected(msg)
         if len(ids) > 1:
@@ -293,54 +233,55 @@ class ApiWriter:
 
     def _subprofile(self, item: Item) -> None:
         if item.delete and not self.hard_delete:
-            self.summary.add("deletes_skipped")
+            self.job.summary.add("deletes_skipped")
             return
         parent = self._parent_id(item)
-        collection = self.dest.structure.id
+        collection = self.job.destination.structure.id
         path = f"profile/{parent}/subprofiles/{collection}"
-        conditions = selector(self.dest.key_fields, item.key_values)
+        conditions = selector(self.job.destination.key_fields, item.key_values)
         if item.delete:
-            ids = find_subprofiles(self.session, parent, collection, conditions)
+            ids = find_subprofiles(self.job.session, parent, collection, conditions)
             for subprofile_id in ids:
                 if not self.dry_run:
                     self._delete(f"subprofile/{subprofile_id}")
-                self.summary.add("deleted")
+                self.job.summary.add("deleted")
             if not ids:
-                self.summary.add("not_found")
+                self.job.summary.add("not_found")
             return
-        if self.dry_run or self.load_method in (INSERT, UPDATE_ONLY):
-            existing = len(find_subprofiles(self.session, parent, collection, conditions))
+        if self.dry_run or self.job.load_method in (INSERT, UPDATE_ONLY):
+            existing = len(find_subprofiles(self.job.session, parent, collection, conditions))
         else:
             existing = -1
-        if self.load_method == UPDATE_ONLY and existing == 0:
-            self.summary.add("not_found")
+        if self.job.load_method == UPDATE_ONLY and existing == 0:
+            self.job.summary.add("not_found")
             return
         if self.dry_run:
-            self.summary.add(
-                "inserted" if self.load_method == INSERT or existing == 0 else "updated"
+            self.job.summary.add(
+                "inserted" if self.job.load_method == INSERT or existing == 0 else "updated"
             )
             return
-        if self.load_method == INSERT:
+        if self.job.load_method == INSERT:
 
             def not_landed(exc: BaseException) -> bool:
                 return (
-                    len(find_subprofiles(self.session, parent, collection, conditions)) <= existing
+                    len(find_subprofiles(self.job.session, parent, collection, conditions))
+                    <= existing
                 )
 
             noted = self._note(
                 item, (f"profile/{parent}/subprofiles/{collection}", tuple(conditions)), existing
             )
             try:
-                self.session.request("POST", path, body=item.fields, before_retry=not_landed)
+                self.job.session.request("POST", path, body=item.fields, before_retry=not_landed)
             except RetryStopped:
                 logger.info("A lost insert had landed; not sending it again.")
             except CopernicaAPIError:
                 self._settle(noted, landed=False)
                 raise
             self._settle(noted, landed=True)
-            self.summary.add("inserted")
+            self.job.summary.add("inserted")
             return
-        params = [*conditions] + ([("create", "1")] if self.load_method == UPSERT else [])
-        response = self.session.request("PUT", path, params=params, body=item.fields)
+        params = [*conditions] + ([("create", "1")] if self.job.load_method == UPSERT else [])
+        response = self.job.session.request("PUT", path, params=params, body=item.fields)
         created, _ = created_id(response, "subprofile")
-        self.summary.add("inserted" if created else "updated")
+        self.job.summary.add("inserted" if created else "updated")

@@ -1,15 +1,15 @@
 """The bulk write path: `POST /imports` with a JSON source, polled on `GET /import/{id}`.
 
-One import carries many profiles (contract f.3, f.5): action by load method (`update or
-add`, `update`, `add`), `keyFields` from the key fields, rows whose keys are all in the
-same order (the API refuses rows with another order). Imports run server-side and
-asynchronously; the target polls until `processedlines` reaches `totallines`, then checks
-that every row was processed. A failed import's rows go back to the API path (upserts and
-updates are idempotent; for appends only the rows the import did not process), so nothing
-is lost and nothing doubled. Appends are noted in the insert journal (`journal.py`) before
-the import is sent, with the import's ID once known, so a rerun after a crash neither
-repeats nor loses them. Only profiles with plain field values go this way:
-interests, deletes and subprofiles always use the API path.
+One import carries many profiles: action by load method (`update or add`, `update`,
+`add`), `keyFields` from the key fields, rows whose keys are all in the same order (the API
+refuses rows with another order). Imports run server-side and asynchronously; the target
+polls until `processedlines` reaches `totallines`, then checks that every row was
+processed. A failed import's rows go back to the API path (upserts and updates are
+idempotent; for appends only the rows the import did not process), so nothing is lost and
+nothing doubled. Appends are noted in the insert journal (`journal.py`) before the import
+is sent, with the import's ID once known, so a rerun after a crash neither repeats nor
+loses them. Only profiles with plain field values go this way: interests, deletes and
+subprofiles always use the API path.
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ from typing import Any
 from copernica_api.errors import TransientAPIError
 from copernica_api.http import CopernicaSession, RetryStopped
 from copernica_api.payloads import payload_of
-from target_copernica.api_writer import StreamWrite, created_id
 from target_copernica.destination import selector
-from target_copernica.journal import fingerprint_of
-from target_copernica.records import Item
+from target_copernica.records import Item, fingerprint_of
 from target_copernica.settings import INSERT, UPDATE_ONLY, UPSERT
+from target_copernica.stream_write import StreamWrite, created_id
 
 logger = logging.getLogger("target_copernica.bulk_import")
 ACTIONS = {UPSERT: "update or add", UPDATE_ONLY: "update", INSERT: "add"}
@@ -73,12 +72,7 @@ class BulkImporter:
     """Writes items of one profile stream through imports."""
 
     def __init__(self, write: StreamWrite, *, timeout_seconds: float) -> None:
-        self.session = write.session
-        self.dest = write.destination
-        self.load_method = write.load_method
-        self.journal = write.journal
-        self.summary = write.summary
-        self.reject = write.reject
+        self.job = write  # what to write where, and where to report it
         self.timeout_seconds = timeout_seconds
 
     @staticmethod
@@ -114,40 +108,40 @@ class BulkImporter:
         # Key fields first, then the rest, identically in every row (the API requires it).
         # The rest in the first row's order: rows already in it (usually all, as records of
         # a stream share their property order) are sent as they are, without a copy.
-        keys = self.dest.key_fields
+        keys = self.job.destination.key_fields
         ordered = (*keys, *(c for c in items[0].fields if c not in keys))  # every row: `columns`
         source = [
             fields if tuple(fields) == ordered else {c: fields.get(c, "") for c in ordered}
             for fields in (item.fields for item in items)
         ]
         body = {
-            "database": self.dest.structure.id,
-            "name": f"target-copernica {self.summary.stream}",
-            "action": ACTIONS[self.load_method],
-            "keyFields": list(self.dest.key_fields),
+            "database": self.job.destination.structure.id,
+            "name": f"target-copernica {self.job.summary.stream}",
+            "action": ACTIONS[self.job.load_method],
+            "keyFields": list(self.job.destination.key_fields),
             "source": source,
             "autostart": True,
             "rebuild": False,
             "followups": False,
         }
-        self.summary.add("imports")
+        self.job.summary.add("imports")
         noted = self._note(items)
         try:
-            response = self.session.request(
+            response = self.job.session.request(
                 "POST", "imports", body=body, before_retry=self._may_resend
             )
         except RetryStopped as exc:
             self._settle(noted, 0)
             for item in items:
-                self.reject(
+                self.job.reject(
                     item,
                     f"the bulk import request failed ({exc}) in a way that may have reached "
                     f"Copernica; an append-only import is not sent twice",
                 )
             return None
         _, import_id = created_id(response, "import")
-        if self.journal is not None and noted and import_id:
-            self.journal.imported_as(noted, str(import_id))
+        if self.job.journal is not None and noted and import_id:
+            self.job.journal.imported_as(noted, str(import_id))
         return Running(str(import_id), items, noted)
 
     def finish(self, running: Running) -> list[Item]:
@@ -158,36 +152,39 @@ class BulkImporter:
             self._settle(noted, len(items))
             self._count(items)
             logger.info(
-                "Stream '%s': import %s loaded %d rows.", self.summary.stream, import_id, len(items)
+                "Stream '%s': import %s loaded %d rows.",
+                self.job.summary.stream,
+                import_id,
+                len(items),
             )
             return []
         reason = result.error or f"it processed {result.processed} of {len(items)} rows"
         # An append-only import added the rows it processed; the others go the API way.
-        done = result.processed if self.load_method == INSERT else 0
+        done = result.processed if self.job.load_method == INSERT else 0
         logger.warning(
             "Stream '%s': import %s failed (%s); writing its %d remaining rows through the API.",
-            self.summary.stream,
+            self.job.summary.stream,
             import_id,
             reason,
             len(items) - done,
         )
         self._settle(noted, done)
         self._count(items[:done])
-        self.summary.add("import_fallbacks", len(items) - done)
+        self.job.summary.add("import_fallbacks", len(items) - done)
         return items[done:]
 
     def _note(self, items: list[Item]) -> list[int]:
         """Note an append import's rows in the journal before it is sent."""
-        if self.journal is None or self.load_method != INSERT:
+        if self.job.journal is None or self.job.load_method != INSERT:
             return []
-        path = f"database/{self.dest.structure.id}/profiles"
-        index = self.dest.index
-        return self.journal.begin(
+        path = f"database/{self.job.destination.structure.id}/profiles"
+        index = self.job.destination.index
+        return self.job.journal.begin(
             [
                 (
-                    fingerprint_of(self.summary.stream, item),
+                    fingerprint_of(self.job.summary.stream, item),
                     item.epoch,
-                    (path, tuple(selector(self.dest.key_fields, item.key_values))),
+                    (path, tuple(selector(self.job.destination.key_fields, item.key_values))),
                     index.count(item.key),
                 )
                 for item in items
@@ -197,14 +194,14 @@ class BulkImporter:
 
     def _settle(self, noted: list[int], landed: int) -> None:
         """The first `landed` rows are in; the others are sent again another way."""
-        if self.journal is not None and noted:
-            self.journal.done(noted[:landed])
-            self.journal.drop(noted[landed:])
+        if self.job.journal is not None and noted:
+            self.job.journal.done(noted[:landed])
+            self.job.journal.drop(noted[landed:])
 
     def _may_resend(self, exc: BaseException) -> bool:
         """Upserts and updates may be imported twice; an append only when the server
         surely did not take the first one (it answered 429 or an overload 5xx)."""
-        if self.load_method != INSERT:
+        if self.job.load_method != INSERT:
             return True
         return (
             isinstance(exc, TransientAPIError)
@@ -213,19 +210,21 @@ class BulkImporter:
         )
 
     def _wait(self, import_id: str) -> ImportResult:
-        return wait_for_import(self.session, import_id, self.timeout_seconds)
+        return wait_for_import(self.job.session, import_id, self.timeout_seconds)
 
     def _count(self, items: list[Item]) -> None:
-        inserts = self.load_method == INSERT
-        before = self.dest.index.note_written([item.key for item in items], inserts=inserts)
+        inserts = self.job.load_method == INSERT
+        before = self.job.destination.index.note_written(
+            [item.key for item in items], inserts=inserts
+        )
         inserted = len(items) if inserts else before.count(0)
         if inserted:
-            self.summary.add("inserted", inserted)
+            self.job.summary.add("inserted", inserted)
         if len(items) > inserted:
-            self.summary.add("updated", len(items) - inserted)
+            self.job.summary.add("updated", len(items) - inserted)
             multiple = sum(1 for count in before if count > 1)
             if multiple:
-                self.summary.add("multiple_matches", multiple)
+                self.job.summary.add("multiple_matches", multiple)
 
 
 def wait_for_import(session: CopernicaSession, import_id: str, timeout: float) -> ImportResult:

@@ -2,7 +2,7 @@
 
 - `Structure`: a database's (or collection's) fields and interests, read once per run; key
   fields are checked against them, because the API silently ignores a selector condition on
-  an unknown field and would then update every profile (quirk 17).
+  an unknown field and would then update every profile.
 - `KeyIndex`: the key values of the database's profiles and their IDs, read once per run.
   It finds profiles for deletes and subprofile parents, says whether an upsert will create
   or update, reports keys that match several profiles, and tells whether a retried insert
@@ -169,8 +169,8 @@ class KeyIndex:
 
     def load(self, session: CopernicaSession) -> None:
         """Read every live profile's key fields, 1000 per request: keyset paging on the ID,
-        or offsets when the database has a field called `id` (a filter on `id` would then
-        test that field, quirk 6)."""
+        or offsets when the database has a field called `id` (the API would then apply a
+        `fields[]=id>…` filter to that field, not to the profile ID)."""
         by_offset = self.structure.field_name("id") is not None
         after = 0
         count = 0

@@ -23,7 +23,6 @@ Entries are flushed line by line: they survive a killed process, not a lost disk
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -32,10 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from target_copernica.records import Item
+from typing import IO, Any
 
 logger = logging.getLogger("target_copernica.journal")
 
@@ -45,19 +41,11 @@ CountMatches = Callable[[Lookup], int]
 ImportProcessed = Callable[[str], int]
 
 
-def fingerprint_of(stream: str, item: Item) -> str:
-    """What makes two records the same write: their stream and what is written (values,
-    interests, parent)."""
-    written = [stream, item.fields, item.interests, item.parent_values]
-    text = json.dumps(written, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
 @dataclass
 class Entry:
     """One insert: pending until its request is known to have landed."""
 
-    fp: str
+    fp: str  # the write's fingerprint (`records.fingerprint_of`)
     epoch: int
     lookup: Lookup
     before: int

@@ -11,6 +11,7 @@ A record that cannot be written raises `Rejected` with the reason.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -70,6 +71,14 @@ class Item:
     def group(self) -> tuple[Key | None, Key]:
         """Records in one group are written one after another, in input order."""
         return (self.parent_key, self.key)
+
+
+def fingerprint_of(stream: str, item: Item) -> str:
+    """What makes two records the same write: their stream and what is written (values,
+    interests, parent)."""
+    written = [stream, item.fields, item.interests, item.parent_values]
+    text = json.dumps(written, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

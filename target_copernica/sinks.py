@@ -4,57 +4,86 @@ A record is rejected (file + summary), never dropped, when it fails its SCHEMA, 
 field, names a field the destination does not have, has a value its field cannot take, or
 is refused by the API. Everything else is written before `process_batch` returns, except
 the batch's last import, which the server works on while the next batch is read: it is seen
-to its end before anything else is written and before any STATE is emitted (`target.py`),
+to its end before anything else is written and before any STATE is emitted (`confirm.py`),
 so a STATE still follows every record before it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, cast
 
+from singer_sdk import Target
 from singer_sdk.exceptions import InvalidRecord
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
+from copernica_api.http import CopernicaSession
 from copernica_api.sdk_compat import CompatBatchSink, is_date_like
-from target_copernica.api_writer import ApiWriter, Destination, StreamWrite
+from target_copernica.api_writer import ApiWriter
 from target_copernica.bulk_import import BulkImporter
-from target_copernica.journal import InsertJournal, fingerprint_of
+from target_copernica.confirm import StateConfirmer
+from target_copernica.destination import Structure
+from target_copernica.journal import InsertJournal
 from target_copernica.records import (
     DELETED_AT,
     Item,
     RecordMapper,
     Rejected,
     creatable,
+    fingerprint_of,
     new_field_type,
 )
-from target_copernica.settings import UPDATE_ONLY
+from target_copernica.registry import DestinationRegistry
+from target_copernica.rejects import RejectedRecords
+from target_copernica.settings import UPDATE_ONLY, TargetSettings
+from target_copernica.stream_write import StreamDestination, StreamWrite
+from target_copernica.summary import StreamSummaries
 from target_copernica.validation import CompiledSchemaValidator
 
-if TYPE_CHECKING:
-    from target_copernica.target import TargetCopernica
+
+@dataclass(frozen=True)
+class SinkServices:
+    """What the sinks of a run share, handed to each by the target."""
+
+    settings: TargetSettings
+    session: CopernicaSession  # the writers' requests
+    registry: DestinationRegistry  # destinations, key indexes, created fields
+    confirmer: StateConfirmer  # batch bookkeeping, STATE, the insert journal
+    rejects: RejectedRecords
+    summaries: StreamSummaries
+    drain_profile_sinks: Callable[[], None]  # writes pending parents of subprofiles
+
+
+class SinkHost(Protocol):
+    """The target, as its sinks see it (`target.TargetCopernica`)."""
+
+    @property
+    def sink_services(self) -> SinkServices: ...
 
 
 class CopernicaSink(CompatBatchSink):
     """Writes one stream into a Copernica database (profiles) or collection (subprofiles)."""
 
-    def __init__(self, target: TargetCopernica, *args: Any, **kwargs: Any) -> None:
-        self._target = target
+    def __init__(self, target: Target, *args: Any, **kwargs: Any) -> None:
+        # The services are taken in `setup`, where the SDK reports a failure as the sink's.
+        self._host = cast("SinkHost", target)
         super().__init__(target, *args, **kwargs)
 
     def setup(self) -> None:
         """Resolve the destination and check the key fields before anything is written."""
-        target = self._target
-        settings = target.settings
+        self.services = services = self._host.sink_services
+        settings = services.settings
+        registry = services.registry
         self.route = settings.route_for(self.stream_name)
-        self.summary = target.summary_for(self.stream_name)
+        self.summary = services.summaries.for_stream(self.stream_name)
         self._invalid_reason: str | None = None
         self._seq = 0
-        database = target.database(self.route.database)
+        database = registry.database(self.route.database)
         parent = None
         if self.route.collection:
-            structure = target.collection(database, self.route.collection)
+            structure = registry.collection(database, self.route.collection)
             database.require_key_fields([self.route.parent_key_field or ""], self.stream_name)
             index_keys: tuple[str, ...] = (self.route.parent_key_field or "",)
             parent = database
@@ -62,11 +91,11 @@ class CopernicaSink(CompatBatchSink):
             structure = database
             index_keys = self.route.key_fields
         if settings.create_missing_fields:
-            target.create_fields(structure, self._new_fields(structure))
+            registry.create_fields(structure, self._new_fields(structure))
         structure.require_key_fields(self.route.key_fields, self.stream_name)
-        self.destination = Destination(
+        self.destination = StreamDestination(
             structure=structure,
-            index=target.key_index(database, index_keys),
+            index=registry.key_index(database, index_keys),
             key_fields=tuple(structure.field_name(k) or k for k in self.route.key_fields),
         )
         self.mapper = RecordMapper(
@@ -76,13 +105,13 @@ class CopernicaSink(CompatBatchSink):
             parent=parent,
             tz=settings.tz,
             ensure_interest=(
-                (lambda name: target.create_interest(database, name))
+                (lambda name: registry.create_interest(database, name))
                 if settings.create_missing_fields and parent is None
                 else None
             ),
         )
 
-    def _new_fields(self, structure: Any) -> dict[str, str]:
+    def _new_fields(self, structure: Structure) -> dict[str, str]:
         """Schema properties the destination lacks and that can be created: name -> type."""
         skip = {"interests", "fields", self.route.parent_key_property}
         wanted: dict[str, str] = {}
@@ -143,12 +172,12 @@ class CopernicaSink(CompatBatchSink):
         except Rejected as exc:
             self.reject_record(record, exc.reason)
             return
-        item.epoch = self._target.state_epoch
+        item.epoch = self.services.confirmer.state_epoch
         context.setdefault("items", []).append(item)
 
     def reject_record(self, record: dict[str, Any], reason: str) -> None:
         """Put a record in the rejected-records file and the summary."""
-        self._target.rejects.add(self.stream_name, record, reason)
+        self.services.rejects.add(self.stream_name, record, reason)
         self.summary.add("rejected")
 
     def _reject_item(self, item: Item, reason: str) -> None:
@@ -157,27 +186,28 @@ class CopernicaSink(CompatBatchSink):
     # -- batches -----------------------------------------------------------------------
     def process_batch(self, context: dict) -> None:
         """Write the batch: an import for many plain profile rows, API calls for the rest."""
-        target = self._target
-        target.batch_started()
+        confirmer = self.services.confirmer
+        confirmer.batch_started()
         self._write_batch(context.get("items", []))
-        target.batch_written(self)
+        confirmer.batch_written(self)
 
     def _write_batch(self, items: list[Item]) -> None:
         if not items:
             return
-        target = self._target
-        settings = target.settings
+        services = self.services
+        settings = services.settings
+        confirmer = services.confirmer
         # The import an earlier batch left running ends first: writes keep input order.
-        target.finish_writes()
+        confirmer.finish_writes()
         if self.route.collection:
-            target.drain_profile_sinks()  # parents first
-        journal = target.journal
+            services.drain_profile_sinks()  # parents first
+        journal = confirmer.journal
         if journal is not None:
-            target.settle_journal()  # before the keys are counted
+            confirmer.settle_journal()  # before the keys are counted
             items = self._not_written_before(items, journal)
-        target.ensure_index(self.destination.index)
+        services.registry.ensure_index(self.destination.index)
         write = StreamWrite(
-            session=target.session,
+            session=services.session,
             destination=self.destination,
             load_method=settings.load_method,
             summary=self.summary,
@@ -199,7 +229,7 @@ class CopernicaSink(CompatBatchSink):
         writer.write(retry + api_items)  # other keys than the running import's
         if running is not None:
             # The server works on the last import while the next batch is read and mapped.
-            target.finish_later(lambda: writer.write(importer.finish(running)))
+            confirmer.finish_later(lambda: writer.write(importer.finish(running)))
 
     def _not_written_before(self, items: list[Item], journal: InsertJournal) -> list[Item]:
         """Leave out the inserts an interrupted run had already made (a rerun's replay)."""
@@ -212,14 +242,14 @@ class CopernicaSink(CompatBatchSink):
         return fresh
 
     def _use_bulk(self, items: list[Item]) -> bool:
-        settings = self._target.settings
+        settings = self.services.settings
         if self.route.collection or settings.dry_run or settings.write_path == "api":
             return False
         return settings.write_path == "bulk" or len(items) >= settings.bulk_threshold_rows
 
     def _split_for_bulk(self, items: list[Item]) -> tuple[list[Item], list[Item]]:
         """Whole key groups go one way, so records with one key stay in input order."""
-        update_only = self._target.settings.load_method == UPDATE_ONLY
+        update_only = self.services.settings.load_method == UPDATE_ONLY
         if not update_only and all(map(BulkImporter.eligible, items)):
             return items, []  # the usual case: every record can be imported
         groups: dict[Any, list[Item]] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 
 #: Counters in the order the summary shows them.
 COUNTERS = (
@@ -52,3 +53,23 @@ class StreamSummary:
         return (
             f"Stream '{self.stream}': {prefix}" + " ".join(parts) + f" seconds={self.seconds:.1f}"
         )
+
+
+class StreamSummaries:
+    """The summary of every stream of a run, each made at its first use (thread-safe)."""
+
+    def __init__(self, *, dry_run: bool) -> None:
+        self.dry_run = dry_run
+        self._by_stream: dict[str, StreamSummary] = {}
+        self._lock = threading.Lock()
+
+    def for_stream(self, stream: str) -> StreamSummary:
+        with self._lock:
+            if stream not in self._by_stream:
+                self._by_stream[stream] = StreamSummary(stream, dry_run=self.dry_run)
+            return self._by_stream[stream]
+
+    def __iter__(self) -> Iterator[StreamSummary]:
+        """In the order the streams were first seen."""
+        with self._lock:
+            return iter(list(self._by_stream.values()))

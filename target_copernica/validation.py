@@ -1,7 +1,7 @@
 """Record validation against the stream's SCHEMA, compiled once (the SDK's documented idiom).
 
-`jsonschema` interprets the schema for every record and costs most of a target's CPU
-(meltano/sdk#1181); `fastjsonschema` compiles it to Python code once per stream.
+`jsonschema` interprets the schema anew for every record, which costs most of a target's
+CPU; `fastjsonschema` compiles it to Python code once per stream.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
 from copernica_api.timeutil import parse_instant, to_api
-from tap_copernica.mailings import EVENT_KINDS, MAILING_SPECS, PRODUCTS
+from tap_copernica.streams.mailings import EVENT_KINDS, MAILING_SPECS, PRODUCTS
 from tap_copernica.windows import WindowBookmark
 from tests.conftest import config_for
 from tests.emulator import Emulator

@@ -32,14 +32,16 @@ PRIVATE_METHODS = [
 
 
 @pytest.mark.parametrize(("owner", "name", "params"), PRIVATE_METHODS)
-def test_private_sdk_methods_keep_their_signature(owner: type, name: str, params: list[str]):
+def test_private_sdk_methods_keep_their_signature(
+    owner: type, name: str, params: list[str]
+) -> None:
     method = getattr(owner, name, None)
     assert method is not None, f"singer-sdk no longer has {owner.__name__}.{name}"
     names = list(inspect.signature(method).parameters)[1:]
     assert names == params, f"{owner.__name__}.{name} now takes {names}"
 
 
-def test_private_sdk_attributes_are_still_set():
+def test_private_sdk_attributes_are_still_set() -> None:
     """The attributes read through sdk_compat are assigned where the SDK builds its objects."""
     assert "self._tap" in inspect.getsource(Stream.__init__)
     assert "self._stream_version" in inspect.getsource(Stream.__init__)
@@ -51,7 +53,7 @@ def test_private_sdk_attributes_are_still_set():
     assert "self._write_state_message(" in inspect.getsource(Target.drain_all)
 
 
-def test_private_sdk_helpers_are_importable():
+def test_private_sdk_helpers_are_importable() -> None:
     from singer_sdk.helpers._typing import get_datelike_property_type  # noqa: PLC0415
     from singer_sdk.helpers._util import utc_now  # noqa: PLC0415
 
@@ -71,9 +73,10 @@ def _private_sdk_uses(path: Path) -> list[str]:
     } | {"_tap", "_stream_version", "_validator", "_latest_state", "_sinks_active"}
     sdk_private |= {"_sinks_to_clear", "_request", "_state_manager"}
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("singer_sdk"):
-            if any(part.startswith("_") for part in node.module.split(".")):
-                found.append(f"line {node.lineno}: from {node.module}")
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("singer_sdk"):
+            module = node.module or ""
+            if any(part.startswith("_") for part in module.split(".")):
+                found.append(f"line {node.lineno}: from {module}")
         elif isinstance(node, ast.Attribute) and node.attr in sdk_private:
             found.append(f"line {node.lineno}: .{node.attr}")
         elif isinstance(node, ast.FunctionDef) and node.name in sdk_private:
@@ -81,7 +84,7 @@ def _private_sdk_uses(path: Path) -> list[str]:
     return found
 
 
-def test_private_sdk_use_sits_in_sdk_compat_only():
+def test_private_sdk_use_sits_in_sdk_compat_only() -> None:
     offenders = {
         str(path.relative_to(ROOT)): uses
         for package in PACKAGES

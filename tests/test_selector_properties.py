@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.emulator import Emulator
-from tests.test_target_helpers import records, run_target, schema, target_config
+from tests.target_helpers import records, run_target, schema, target_config
 
 FIELD_LENGTH = 255
 TRAILING_TRIM = " \t\n\r\0\x0b"  # PHP's trim set: what Copernica strips from a selector

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
-from tap_copernica.structure import ConditionsStream, add_months, months
+from tap_copernica.streams.structure import ConditionsStream, add_months, months
 from tap_copernica.tap import TapCopernica
 from tests.conftest import config_for
 from tests.emulator import Emulator

@@ -16,7 +16,7 @@ from tests.conftest import config_for
 from tests.emulator import Emulator
 from tests.emulator.imports import KEY_ORDER_ERROR, registry
 from tests.singer import sync
-from tests.test_target_helpers import (
+from tests.target_helpers import (
     CUSTOMER_SCHEMA,
     ORDER_SCHEMA,
     add_warehouse,

@@ -12,8 +12,7 @@ import yaml
 from tests.conftest import config_for
 from tests.emulator import Emulator
 from tests.singer import REPO, run_cli, script
-from tests.test_plugin_definitions import about, own_settings
-from tests.test_target_helpers import (
+from tests.target_helpers import (
     CUSTOMER_SCHEMA,
     add_warehouse,
     records,
@@ -21,6 +20,7 @@ from tests.test_target_helpers import (
     state,
     target_config,
 )
+from tests.test_plugin_definitions import about, own_settings
 
 
 def test_cli_loads_reports_and_exits_2_on_rejects_without_leaking_secrets(

@@ -16,8 +16,8 @@ from singer_sdk import Target
 
 from target_copernica.journal import InsertJournal
 from tests.emulator import Emulator
+from tests.target_helpers import add_warehouse, records, run_target, state, target_config
 from tests.test_target import customer_messages, customers
-from tests.test_target_helpers import add_warehouse, records, run_target, state, target_config
 
 
 def written(emu: Emulator) -> Counter[tuple[str, str]]:
@@ -153,7 +153,7 @@ def test_sdk_state_hooks(tmp_path: Path) -> None:
         add_warehouse(emu)
         config = target_config(emu, tmp_path, load_method="append-only")
         run = run_target(config, [state({"a": 1}), state({"a": 1}), state({"a": 2})])
-    assert run.target.state_epoch == 2, "a new STATE opens an epoch; a repeat does not"
+    assert run.target.confirmer.state_epoch == 2, "a new STATE opens an epoch; a repeat does not"
     assert run.states == [{"a": 1}, {"a": 2}], "with nothing to write, each is confirmed at once"
 
 

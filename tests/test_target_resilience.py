@@ -16,7 +16,7 @@ import pytest
 
 from tests.emulator import Emulator
 from tests.singer import script
-from tests.test_target_helpers import add_warehouse, profiles_by_email, target_config
+from tests.target_helpers import add_warehouse, profiles_by_email, target_config
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import config_for
 from tests.emulator import Emulator
 from tests.singer import SyncResult, run_cli, script
-from tests.test_target_helpers import add_warehouse
+from tests.target_helpers import add_warehouse
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = [ROOT / "tap_copernica", ROOT / "target_copernica"]

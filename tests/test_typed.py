@@ -9,8 +9,8 @@ from typing import Any
 import jsonschema
 import pytest
 
+from tap_copernica.streams.typed import unique_names
 from tap_copernica.tap import TapCopernica
-from tap_copernica.typed import unique_names
 from tests.emulator import Emulator
 from tests.singer import catalog_selecting, sync
 from tests.warehouse import fresh_schema, query, tap_to_postgres

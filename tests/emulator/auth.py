@@ -1,4 +1,4 @@
-"""The authentication service: API token in, JWT out (contract a.1)."""
+"""The authentication service (authenticate.copernica.com): API token in, JWT out."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Decoding of POST/PUT bodies: JSON or form-urlencoded with bracket syntax (contract b.2)."""
+"""Decoding of POST/PUT bodies: JSON or form-urlencoded with PHP's bracket syntax
+(``fields[name]=value``), both of which the API accepts (`rest-requests.md`)."""
 
 from __future__ import annotations
 

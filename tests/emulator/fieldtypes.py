@@ -1,4 +1,5 @@
-"""Copernica field types: how values are coerced, defaulted and compared (contract g.2)."""
+"""Copernica field types (`rest-post-database-fields.md`): how values are coerced, defaulted
+and compared."""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""The ``fields[]`` filter of profile/subprofile lists (contract c.2, quirks h.2 #6-#8)."""
+"""The ``fields[]`` filter of profile/subprofile lists (`rest-fields-parameter.md`).
+
+Beyond the page, as the API behaves: an expression that does not parse or names an unknown
+field is ignored, not refused; a database field called ``id``, ``modified`` or ``code`` wins over
+the special name; numeric fields compare by their leading number, text fields case-insensitively.
+"""
 
 from __future__ import annotations
 
@@ -52,7 +57,8 @@ class Condition:
 
 def split_expression(expression: str) -> tuple[str, str, str] | None:
     """Split at the first operator occurrence, trying two-char operators first; the whole
-    expression is trimmed first, as PHP's `trim` does (contract c.2)."""
+    expression is trimmed first: Copernica trims the ends of a `fields[]` expression, as PHP's
+    `trim` does."""
     text = expression.strip(PHP_TRIM)
     for position in range(len(text)):
         pair = text[position : position + 2]

@@ -1,4 +1,5 @@
-"""Bulk imports: ``POST /imports`` and ``GET /import/{id}`` (contract f.3).
+"""Bulk imports: ``POST /imports`` and ``GET /import/{id}`` (`rest-post-imports.md`,
+`rest-get-import.md`).
 
 An import is accepted at once (201 + the new ID) and processed in the background, a few rows
 at a time, so a client sees ``processedlines`` grow until it equals ``totallines``. Every

@@ -1,4 +1,5 @@
-"""Issue and verify HS256 JWTs like the authentication service (contract a.1)."""
+"""Issue and verify HS256 JWTs like the authentication service, which trades an API token for a
+JWT with an `exp` claim that the REST API then accepts as a bearer token."""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 Seeded per product: emailings over several months, their destinations (linked to live
 profiles), and the six kinds of event per destination, with bursts of events sharing one
-second. Filters follow the contract (d.8-d.16, c.5): `fromdate`/`todate` on emailing lists,
+second. Filters follow the documentation (`rest-get-ms-emailings.md`,
+`rest-get-ms-deliveries.md` and their Publisher siblings): `fromdate`/`todate` on emailing lists,
 `begintime`/`endtime` on Marketing Suite events (both taken as inclusive: the docs do not say,
 so the harsher reading is emulated), `fields[]` on `timestamp` / `timestampsent` / `id` for
 Publisher events and destinations. Lists come wrapped and paged with start/limit (cap 1000),

@@ -16,7 +16,7 @@ class ApiError(Exception):
 
 @dataclass
 class FieldDef:
-    """A database or collection field definition (contract g.1)."""
+    """A database or collection field definition, as `rest-get-database-fields.md` lists it."""
 
     id: int
     name: str

@@ -1,4 +1,4 @@
-"""``orderby`` / ``order`` for profile and subprofile lists (contract c.3)."""
+"""``orderby`` / ``order`` for profile and subprofile lists (`rest-get-database-profiles.md`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``start`` / ``limit`` / ``total`` and the list wrapper (contract c.1)."""
+"""``start`` / ``limit`` / ``total`` and the list wrapper (`rest-paging.md`): ``limit`` defaults
+to 100 and is capped at 1000."""
 
 from __future__ import annotations
 

@@ -9,7 +9,9 @@ from .model import Collection, Database, FieldDef, Interest, Profile, Subprofile
 
 JSON = dict[str, Any]
 
-# Embedded lists inside entities are wrapped and may be truncated (contract b.3, h.2 #10).
+# Lists embedded in an entity (a database's fields, interests and collections, a collection's
+# fields) come in the same {start, limit, count, total, data} wrapper as a paged list, always
+# from 0 and cut at these sizes: a client must fetch the full list from its own endpoint.
 EMBEDDED_FIELDS_LIMIT = 1000
 EMBEDDED_INTERESTS_LIMIT = 1000
 EMBEDDED_COLLECTIONS_LIMIT = 100

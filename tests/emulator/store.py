@@ -200,7 +200,8 @@ class Store:
             if target is not None:
                 value = fieldtypes.coerce(target.type, raw, choices=target.value, tz=self.tz)
                 if target.type in fieldtypes.LENGTH_LIMITED and target.length > 0:
-                    # "max `length` chars" (contract g.2): assumed cut, as MySQL does unstrict.
+                    # The docs give text fields a maximum `length` in characters; a longer value is
+                    # assumed cut to it, as MySQL does in non-strict mode.
                     value = value[: target.length]
                 result[target.name] = value
         return result
@@ -392,7 +393,9 @@ class Store:
         secret: str | None,
         before_fields: Callable[[], None] | None = None,
     ) -> bool:
-        """The write rules profiles and subprofiles share (quirks 14 and 15)."""
+        """The write rules profiles and subprofiles share, as the API behaves: a new secret code
+        never changes `modified`, nor does a write that changes no value; a removed row keeps
+        empty fields, yet a field write to it still bumps `modified`."""
         if secret is not None:
             row.secret = secret  # never bumps `modified`
         if row.removed is not None:

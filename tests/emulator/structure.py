@@ -1,5 +1,7 @@
 """Selections and account settings: views, rules, conditions, miniviews, minirules,
-unsubscribe behaviour, webhooks and consumption (contract d.1, d.2, d.3, d.6, d.7, d.19).
+unsubscribe behaviour, webhooks and consumption (`rest-get-database-views.md`,
+`rest-get-view-rules.md`, `rest-get-collection-miniviews.md`, `rest-get-miniview-rules.md`,
+`rest-get-database-unsubscribe.md`, `rest-get-consumption.md` and their neighbours).
 
 GET only. Shapes follow the restv4 pages: views and miniviews as wrapped lists, rules with
 their conditions embedded as a wrapped list (no GET endpoint for conditions exists in v4),
@@ -86,8 +88,9 @@ class StructureData:
     collection_unsubscribe: dict[int, JSON] = field(default_factory=dict)
     webhooks: dict[int, JSON] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
-    #: where miniview rules are served: the method page says `rules`, the overview
-    #: `minirules` (contract d.7); tests switch it to check the tap's fallback
+    #: where miniview rules are served: the method page (`rest-get-miniview-rules.md`) says
+    #: `rules`, the overview (`rest-api.md`) `minirules`; tests switch it to check the tap's
+    #: fallback
     minirules_path: str = "rules"
 
     def next_id(self, kind: str) -> int:

@@ -1,4 +1,5 @@
-"""POST / PUT / DELETE handlers for profiles and subprofiles (contract f.1, f.2)."""
+"""POST / PUT / DELETE handlers for profiles and subprofiles (`rest-post-database-profiles.md`,
+`rest-put-database-profiles.md`, `rest-put-profile-subprofiles.md` and their neighbours)."""
 
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def _profile_body(req: ApiRequest) -> tuple[dict[str, Any], dict[str, Any] | Non
 
 
 def _refuse_blocked(ctx: ApiContext, fields: dict[str, Any]) -> None:
-    """Some addresses are refused on create (contract b.5: a spam-bot domain); tests list
+    """Some addresses are refused on create (Copernica answers "Failed to create profile" for
+    an address at a domain it knows for spam bots); tests list
     domains in ``store.extensions["refused_domains"]``."""
     blocked = ctx.store.extensions.get("refused_domains", ())
     for value in fields.values():
@@ -140,8 +142,9 @@ def upsert_subprofiles(
 ) -> Response:
     """Update the profile's subprofiles matching the selector; create one with create=1.
 
-    Unlike database profiles, an invalid selector is an error here (contract f.2). The
-    answer to a create carries no X-Created (as observed), only the location.
+    For database profiles an expression that does not parse or names an unknown field is
+    dropped from the selector; here it is an error ("Invalid fields parameter"). The answer to
+    a create carries no X-Created (as observed), only the location.
     """
     expressions = filter_expressions(req.query)
     if not expressions:

@@ -2,7 +2,7 @@
 consumption.
 
 `STRUCTURE_SPECS` is registered in `tap.py`. The kinds of resource here, on top of the
-bases in `streams.py`:
+bases in `base.py`:
 
 - `ViewsStream`: every view of a database. `/database/{id}/views` lists only the top level,
   so views with `has-children` are read on through `/view/{id}/views` (parents first).
@@ -20,16 +20,15 @@ bases in `streams.py`:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
-
-from singer_sdk.exceptions import ConfigValidationError
+from typing import TYPE_CHECKING, Any
 
 from copernica_api.errors import CopernicaAPIError
 from copernica_api.payloads import to_int
 from copernica_api.timeutil import parse_instant
-from tap_copernica.streams import ListStream, ObjectStream, RecordShape, StreamSpec
+from tap_copernica.streams.base import ListStream, ObjectStream, RecordShape, StreamSpec
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -69,8 +68,7 @@ class ViewsStream(ListStream):
 class ConditionsStream(ObjectStream):
     """The conditions of one rule, taken from the rule record by its parent stream."""
 
-    #: context key of the owning rule (`rule_id` or `minirule_id`)
-    rule_key: ClassVar[str]
+    spec: ConditionsSpec
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -79,7 +77,7 @@ class ConditionsStream(ObjectStream):
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         """The conditions the parent handed over for this rule."""
         assert context is not None
-        yield from self.pending.pop(int(context[self.rule_key]), [])
+        yield from self.pending.pop(int(context[self.spec.rule_key]), [])
 
     def post_process(
         self, row: dict[str, Any], context: Context | None = None
@@ -97,16 +95,14 @@ class ConditionsStream(ObjectStream):
 class RulesStream(ListStream):
     """Rules of a view (or miniview); their embedded conditions go to the child stream."""
 
-    #: the path the API overview gives instead of the method page's, tried on
-    #: "Invalid method" (miniview rules: `/rules` vs `/minirules`, contract d.7)
-    fallback_path: ClassVar[str | None] = None
+    spec: RulesSpec
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         """The rules; once, on "Invalid method", from `fallback_path` instead."""
         try:
             yield from super().get_records(context)
         except CopernicaAPIError as exc:
-            alternative = self.fallback_path
+            alternative = self.spec.fallback_path
             invalid = exc.api_message.strip().lower() == "invalid method"
             if alternative is None or self.path == alternative or not invalid:
                 raise
@@ -119,7 +115,8 @@ class RulesStream(ListStream):
     ) -> dict[str, Any] | None:
         """Normalise the rule; hand its conditions to the conditions stream."""
         conditions = row.pop("conditions", None)
-        if "inversed" not in row and "inverted" in row:  # the doc text's name (quirk 25)
+        # The JSON name is `inversed`; the documentation's text calls it `inverted`.
+        if "inversed" not in row and "inverted" in row:
             row["inversed"] = row.pop("inverted")
         record = super().post_process(row, context)
         if record is None or record.get("ID") is None:
@@ -166,26 +163,13 @@ class WebhooksStream(ObjectStream):
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         """Each configured webhook; one that no longer exists is skipped with a warning."""
-        for webhook_id in webhook_ids(self.config.get("webhook_ids")):
+        for webhook_id in self.settings.webhook_ids:
             try:
                 yield from self.request_records({"webhook_id": webhook_id})
             except CopernicaAPIError as exc:
                 if exc.status_code not in (400, 404):
                     raise
                 self.logger.warning("webhooks: skipping webhook %s: %s", webhook_id, exc)
-
-
-def webhook_ids(values: Any) -> list[int]:
-    """The `webhook_ids` setting as integers, in order, without repeats."""
-    ids: list[int] = []
-    for value in values or []:
-        text = str(value).strip()
-        if not text.isdigit():
-            msg = f"`webhook_ids`: {value!r} is not a webhook ID (a positive whole number)."
-            raise ConfigValidationError(msg, errors=[msg])
-        if int(text) not in ids:
-            ids.append(int(text))
-    return ids
 
 
 #: First run without `consumption_start_date`: this many months before the current one.
@@ -205,7 +189,7 @@ class ConsumptionStream(ObjectStream):
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         """One record per month from the bookmark (or the start) up to the current one."""
-        today = dt.datetime.now(self.tap.timezone).date()
+        today = dt.datetime.now(self.settings.tz).date()
         for begin, end in months(self._first_month(context, today), today):
             period = {"begin": begin.isoformat(), "end": end.isoformat()}
             for row in self.request_records(period):
@@ -215,9 +199,9 @@ class ConsumptionStream(ObjectStream):
         bookmark = self.get_starting_replication_key_value(context)
         if bookmark:  # the bookmarked month is read again: it may have been the current one
             return month_start(dt.date.fromisoformat(str(bookmark)[:10]))
-        configured = self.config.get("consumption_start_date")
+        configured = self.settings.consumption_start_date
         if configured:
-            return month_start(parse_instant(str(configured), self.tap.timezone).date())
+            return month_start(parse_instant(configured, self.settings.tz).date())
         return add_months(month_start(today), -CONSUMPTION_DEFAULT_MONTHS)
 
 
@@ -239,6 +223,26 @@ def months(first: dt.date, today: dt.date) -> Iterable[tuple[dt.date, dt.date]]:
         begin = end
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RulesSpec(StreamSpec):
+    """Rules of a view or miniview."""
+
+    base: type[ObjectStream] = RulesStream
+    #: the other path the documentation names for the same rules, tried once when the API
+    #: answers "Invalid method" (it names both `/miniview/{id}/rules` and
+    #: `/miniview/{id}/minirules`)
+    fallback_path: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ConditionsSpec(StreamSpec):
+    """The conditions embedded in the rules of a parent rules stream."""
+
+    base: type[ObjectStream] = ConditionsStream
+    #: context key of the owning rule (`rule_id` or `minirule_id`)
+    rule_key: str
+
+
 _CONSUMPTION_COUNTERS = (
     "emails",
     "texts",
@@ -258,21 +262,19 @@ STRUCTURE_SPECS: tuple[StreamSpec, ...] = (
         shape=RecordShape(("ID", "parent-id"), ("last-built",), ("database",)),
         child_keys={"database_id": "database_id", "view_id": "ID"},
     ),
-    StreamSpec(
+    RulesSpec(
         "view_rules",
         "/view/{view_id}/rules",
-        RulesStream,
         parent="views",
         shape=_RULE_SHAPE,
         child_keys={"database_id": "database_id", "view_id": "view_id", "rule_id": "ID"},
     ),
-    StreamSpec(
+    ConditionsSpec(
         "rule_conditions",
         "/rule/{rule_id}",  # not requested: the conditions come embedded in the rule
-        ConditionsStream,
         parent="view_rules",
         shape=RecordShape(("ID",)),
-        extra={"rule_key": "rule_id"},
+        rule_key="rule_id",
     ),
     StreamSpec(
         "miniviews",
@@ -286,10 +288,9 @@ STRUCTURE_SPECS: tuple[StreamSpec, ...] = (
             "miniview_id": "ID",
         },
     ),
-    StreamSpec(
+    RulesSpec(
         "minirules",
         "/miniview/{miniview_id}/rules",
-        RulesStream,
         parent="miniviews",
         shape=_RULE_SHAPE,
         child_keys={
@@ -298,15 +299,14 @@ STRUCTURE_SPECS: tuple[StreamSpec, ...] = (
             "miniview_id": "miniview_id",
             "minirule_id": "ID",
         },
-        extra={"fallback_path": "/miniview/{miniview_id}/minirules"},
+        fallback_path="/miniview/{miniview_id}/minirules",
     ),
-    StreamSpec(
+    ConditionsSpec(
         "miniconditions",
         "/minirule/{minirule_id}",  # not requested: embedded in the minirule
-        ConditionsStream,
         parent="minirules",
         shape=RecordShape(("ID",)),
-        extra={"rule_key": "minirule_id"},
+        rule_key="minirule_id",
     ),
     StreamSpec(
         "database_unsubscribe",

@@ -1,121 +1,48 @@
-"""The tap's streams: four kinds of resource, then one table that declares every stream.
+"""Databases and what they hold: profiles, subprofiles, and the IDs of both.
 
-- `ObjectStream`: one object per call (`identity`).
-- `ListStream`: a small paged list (databases, fields, interests, collections).
+- `DatabasesStream`: the databases (`database_ids` limits them).
 - `IdListStream`: every live profile / subprofile ID, sent as a full table with
   ACTIVATE_VERSION so that targets mark the IDs that vanished (deleted profiles).
 - `ProfileStream`: profiles and subprofiles, incremental on `modified`, paged exactly.
+
+`STREAM_SPECS` declares the account's structure and the profile streams.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import time
 from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass, field
 from functools import cached_property, partial
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo
 
-from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform, StreamMap
 
 from copernica_api.errors import CopernicaPagingError
 from copernica_api.payloads import dict_rows, payload_of, rows_of, to_int
 from copernica_api.sdk_compat import extraction_time
-from copernica_api.timeutil import api_to_iso, settled_before
-from tap_copernica.client import CopernicaStream
+from copernica_api.timeutil import settled_before
 from tap_copernica.output import SingerLineWriter
 from tap_copernica.paging import (
     CursorPaginator,
     IdListPaginator,
     IdRangePlanner,
     ProfileCursor,
-    StartLimitPaginator,
     check_ascending,
     ids_of,
 )
 from tap_copernica.prefetch import in_order
-from tap_copernica.schemas_dir import schema_dir
 from tap_copernica.state import ProfileBookmark
+from tap_copernica.streams.base import ListStream, ObjectStream, RecordShape, StreamSpec
 
 if TYPE_CHECKING:
     import requests
     from singer_sdk.helpers.types import Context
     from singer_sdk.pagination import BaseAPIPaginator
-
-SCHEMAS = SchemaDirectory(schema_dir())
-
-
-@dataclass(frozen=True)
-class RecordShape:
-    """How an API row becomes a record: which values are IDs, timestamps, or dropped."""
-
-    integers: tuple[str, ...] = ()
-    timestamps: tuple[str, ...] = ()
-    drop: tuple[str, ...] = ()
-
-    def apply(self, row: dict[str, Any], stream: CopernicaStream) -> dict[str, Any]:
-        """Convert `row` in place (each value once) and return it."""
-        if "ID" not in row and "id" in row:  # identity documents `ID`, its example has `id`
-            row["ID"] = row.pop("id")
-        for key in self.drop:
-            row.pop(key, None)
-        for key in self.integers:
-            if key in row:
-                row[key] = to_int(row[key])
-        for key in self.timestamps:
-            if key in row:
-                row[key] = api_to_iso(row[key], stream._tap.timezone)
-        return row
-
-
-class ObjectStream(CopernicaStream):
-    """A resource that answers with one object."""
-
-    schema: ClassVar[StreamSchema] = StreamSchema(SCHEMAS)
-    shape: ClassVar[RecordShape] = RecordShape()
-    #: child context key -> record field (or key of this stream's own context)
-    child_keys: ClassVar[dict[str, str]] = {}
-
-    @property
-    def tap(self) -> Any:
-        """The owning tap (typed loosely to keep this module free of an import cycle)."""
-        return self._tap
-
-    def post_process(
-        self, row: dict[str, Any], context: Context | None = None
-    ) -> dict[str, Any] | None:
-        """Normalise IDs and timestamps (the API's strings) to typed values."""
-        if self.selected:
-            self.tap.progress.record(self.name)
-        return self.shape.apply(row, self)
-
-    def generate_child_contexts(
-        self, record: dict, context: Context | None
-    ) -> Iterable[Context | None]:
-        """Contexts for child streams; none at all for a stream without children."""
-        if not self.child_streams:
-            return ()
-        return super().generate_child_contexts(record, context)
-
-    def get_child_context(self, record: dict, context: Context | None) -> dict:
-        """Path parameters for child streams."""
-        values = {**(context or {}), **record}
-        return {key: to_int(values[source]) for key, source in self.child_keys.items()}
-
-
-class ListStream(ObjectStream):
-    """A small list paged with start/limit."""
-
-    def get_new_paginator(self) -> BaseAPIPaginator:
-        """Offset paging: structure lists are small and rarely change mid-run."""
-        return StartLimitPaginator(self.tap.page_size)
-
-    def get_url_params(self, context: Context | None, next_page_token: Any) -> dict[str, Any]:
-        """start/limit from the paginator; no totals (they cost the API a count)."""
-        return {**(next_page_token or {}), "limit": self.tap.page_size, "total": "false"}
 
 
 class DatabasesStream(ListStream):
@@ -124,8 +51,8 @@ class DatabasesStream(ListStream):
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         """Every database, or the selected ones, from the list discovery read moments ago
         (one round trip less before the first profile page)."""
-        wanted = self.tap.selected_database_ids()
-        for row in self.tap.database_rows():
+        wanted = self.account.selected_database_ids()
+        for row in self.account.database_rows():
             if wanted is None or to_int(row.get("ID")) in wanted:
                 yield row
 
@@ -133,8 +60,7 @@ class DatabasesStream(ListStream):
 class IdListStream(ObjectStream):
     """Every live ID, as a full table with ACTIVATE_VERSION (targets then mark deletions)."""
 
-    id_key: ClassVar[str]
-    paged: ClassVar[bool] = True
+    spec: IdListSpec
     _paginator: IdListPaginator
 
     @property
@@ -145,21 +71,22 @@ class IdListStream(ObjectStream):
     @property
     def partitions(self) -> list[dict[str, Any]] | None:
         """One partition per database (or collection) the tap reads."""
-        return self.tap.id_list_partitions(self.name)
+        return self.account.id_list_partitions(self.name)
 
     def get_new_paginator(self) -> BaseAPIPaginator:
         """Offset pages verified to overlap, so deletes cannot hide an ID."""
-        self._paginator = IdListPaginator(self.tap.page_size, paged=self.paged)
+        self._paginator = IdListPaginator(self.settings.page_size, paged=self.spec.paged)
         return self._paginator
 
     def get_url_params(self, context: Context | None, next_page_token: Any) -> dict[str, Any]:
         """start/limit for paged ID lists; nothing for the ones that take no parameters."""
-        return {**next_page_token, "limit": self.tap.page_size} if self.paged else {}
+        return {**next_page_token, "limit": self.settings.page_size} if self.spec.paged else {}
 
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
         """One record per ID not emitted before in this partition."""
         fresh = self._paginator.accept(ids_of(rows_of(payload_of(response))))
-        return [{self.id_key: i} for i in fresh]
+        id_key = self.spec.id_key
+        return [{id_key: i} for i in fresh]
 
 
 class ProfileStream(ObjectStream):
@@ -177,8 +104,7 @@ class ProfileStream(ObjectStream):
     # (value, IDs at that value, scan position), so the SDK keeps no progress markers.
     is_sorted = True
     check_sorted = False
-    #: "database" or "collection": whose fields may include one named `modified`
-    owner_kind: ClassVar[str]
+    spec: ProfileSpec
     _bookmark: ProfileBookmark
     _cursor: ProfileCursor
     _counted = False  # whether records count in the progress lines (the stream is selected)
@@ -187,31 +113,27 @@ class ProfileStream(ObjectStream):
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         """Read the partition from its bookmark to the end."""
         assert context is not None
-        owner_id = int(context[f"{self.owner_kind}_id"])
-        clash = self.tap.has_modified_field(self.owner_kind, owner_id)
+        kind = self.spec.owner_kind
+        owner_id = int(context[f"{kind}_id"])
+        clash = self.account.has_modified_field(kind, owner_id)
         if clash:
             self.logger.warning(
                 "%s %s has its own field called 'modified', so the API cannot filter on the "
                 "modification time: reading all of its rows by ID and keeping the changed "
                 "ones. Renaming that field makes incremental runs fast again.",
-                self.owner_kind.capitalize(),
+                kind.capitalize(),
                 owner_id,
             )
         self._bookmark = ProfileBookmark(
-            self.get_context_state(context), self.tap.timezone, self.config.get("start_date")
+            self.get_context_state(context), self.settings.tz, self.settings.start_date
         )
-        self._cursor = self._bookmark.cursor(self.tap.page_size, by_id=clash)
+        self._cursor = self._bookmark.cursor(self.settings.page_size, by_id=clash)
         self._counted = self.selected
-        if self._cursor.by_id and self.tap.max_parallel_requests > 1:
+        if self._cursor.by_id and self.settings.max_parallel_requests > 1:
             yield from self._parallel_scan(context)
         else:
             yield from self.request_records(context)
         self._bookmark.finish()
-
-    def _horizon(self, response: requests.Response) -> str | None:
-        """Rows modified before this (API local time) can no longer change unseen."""
-        date = response.headers.get("Date")
-        return settled_before(date, self.tap.timezone, self.tap.lookback_seconds)
 
     # -- ID-ordered reads with several requests in flight ---------------------------------
     def _rows(self, context: Context, params: dict[str, Any]) -> tuple[list[dict], str | None]:
@@ -225,7 +147,7 @@ class ProfileStream(ObjectStream):
         response = self.fetch(context, params)
         rows = dict_rows(payload_of(response))
         server_now = settled_before(
-            response.headers.get("Date"), self.tap.timezone, self.tap.lookback_seconds
+            response.headers.get("Date"), self.settings.tz, self.settings.lookback_seconds
         )
         return rows, server_now, response.elapsed.total_seconds()
 
@@ -240,7 +162,7 @@ class ProfileStream(ObjectStream):
             check_ascending(page, after, high)
             rows += page
             # Fewer IDs left than a page holds: a full page has them all.
-            if len(page) < self.tap.page_size or high - after <= self.tap.page_size:
+            if len(page) < self.settings.page_size or high - after <= self.settings.page_size:
                 return low, high, rows
             after = int(page[-1]["ID"])
 
@@ -267,7 +189,7 @@ class ProfileStream(ObjectStream):
         ready for (slower, measured). Under real latency, every allowed request is kept in
         flight.
         """
-        most = self.tap.max_parallel_requests
+        most = self.settings.max_parallel_requests
         workers = 1 if wait_s < page_s else most
         how = (
             "page by page"
@@ -285,7 +207,7 @@ class ProfileStream(ObjectStream):
 
     def _parallel_scan(self, context: Context) -> Iterable[dict[str, Any]]:
         """The ID-ordered read (full loads) as ID ranges fetched side by side, in order."""
-        size = self.tap.page_size
+        size = self.settings.page_size
         after = self._cursor.after_id
         # The first page and the highest ID are independent: ask for both at once.
         first_page = {"orderby": "id", "fields[]": [f"id>{after}"]}
@@ -295,7 +217,7 @@ class ProfileStream(ObjectStream):
                 partial(self._timed_rows, context, first_page),
                 partial(self._timed_rows, context, highest),
             ],
-            self.tap.max_parallel_requests,
+            self.settings.max_parallel_requests,
         )
         fetched = time.perf_counter()
         check_ascending(first, after, None)
@@ -318,7 +240,7 @@ class ProfileStream(ObjectStream):
     ) -> Generator[dict[str, Any], None, list[dict]]:
         """The rows after the first page up to the highest ID, as ID ranges fetched side by
         side, in order; returns the last page read."""
-        size = self.tap.page_size
+        size = self.settings.page_size
         start = int(first[-1]["ID"])
         planner = IdRangePlanner(
             page_size=size,
@@ -352,12 +274,12 @@ class ProfileStream(ObjectStream):
 
     def get_url_params(self, context: Context | None, next_page_token: Any) -> dict[str, Any]:
         """Always offset 0: the `fields` filters carry the position."""
-        return {"start": 0, "limit": self.tap.page_size, "total": "false", **next_page_token}
+        return {"start": 0, "limit": self.settings.page_size, "total": "false", **next_page_token}
 
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
         """The page's new rows; the bookmark moves just before each is handed on."""
         server_now = settled_before(
-            response.headers.get("Date"), self.tap.timezone, self.tap.lookback_seconds
+            response.headers.get("Date"), self.settings.tz, self.settings.lookback_seconds
         )
         self._bookmark.page_served(server_now)
         rows = dict_rows(payload_of(response))
@@ -376,7 +298,7 @@ class ProfileStream(ObjectStream):
         """A page's rows are about to be handed on: its extraction time, and progress."""
         self._extracted = extraction_time()
         if self._counted:
-            self.tap.progress.record(self.name, rows)
+            self.progress.record(self.name, rows)
 
     def post_process(
         self, row: dict[str, Any], context: Context | None = None
@@ -385,7 +307,7 @@ class ProfileStream(ObjectStream):
 
         Runs for every profile, so it is flat: progress is counted per page instead.
         """
-        record = self.build_record(self.shape.apply(row, self))
+        record = self.build_record(self._shape.apply(row, self._tz))
         declared = self._declared
         return (
             record
@@ -400,6 +322,14 @@ class ProfileStream(ObjectStream):
     @cached_property
     def _declared(self) -> frozenset[str]:
         return frozenset(self.schema.get("properties", {}))
+
+    @cached_property
+    def _shape(self) -> RecordShape:
+        return self.spec.shape
+
+    @cached_property
+    def _tz(self) -> ZoneInfo:
+        return self.settings.tz
 
     # -- RECORD lines ------------------------------------------------------------------------
     def write_record_fast(self, record: dict[str, Any]) -> bool:
@@ -448,18 +378,24 @@ class ProfileStream(ObjectStream):
         return
 
 
-@dataclass(frozen=True)
-class StreamSpec:
-    """One row of the stream table."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class IdListSpec(StreamSpec):
+    """An ID list: the record field of each ID, and whether the endpoint pages."""
 
-    name: str
-    path: str
-    base: type[ObjectStream]
-    keys: tuple[str, ...] = ("ID",)
-    parent: str | None = None
-    shape: RecordShape = field(default_factory=RecordShape)
-    child_keys: dict[str, str] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    base: type[ObjectStream] = IdListStream
+    #: record field holding the ID (`profile_id`, `subprofile_id`)
+    id_key: str
+    #: False for ID lists that take no paging parameters and send every ID at once
+    paged: bool = True
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ProfileSpec(StreamSpec):
+    """Profiles of a database or subprofiles of a collection."""
+
+    base: type[ObjectStream] = ProfileStream
+    #: whose fields may include one named `modified`, and whose ID the context holds
+    owner_kind: Literal["database", "collection"]
 
 
 _FIELD_SHAPE = RecordShape(integers=("ID", "length", "textlines"))
@@ -506,55 +442,32 @@ STREAM_SPECS: tuple[StreamSpec, ...] = (
         parent="collections",
         shape=_FIELD_SHAPE,
     ),
-    StreamSpec(
+    ProfileSpec(
         "profiles",
         "/database/{database_id}/profiles",
-        ProfileStream,
         parent="databases",
         shape=RecordShape(("ID",), ("created", "modified", "removed"), ("database",)),
-        extra={"owner_kind": "database"},
+        owner_kind="database",
     ),
-    StreamSpec(
+    ProfileSpec(
         "subprofiles",
         "/collection/{collection_id}/subprofiles",
-        ProfileStream,
         parent="collections",
         shape=RecordShape(("ID", "profile"), ("created", "modified", "removed"), ("collection",)),
-        extra={"owner_kind": "collection"},
+        owner_kind="collection",
     ),
-    StreamSpec(
+    IdListSpec(
         "profile_ids",
         "/database/{database_id}/profileids",
-        IdListStream,
         keys=("profile_id",),
-        extra={"id_key": "profile_id"},
+        id_key="profile_id",
     ),
-    StreamSpec(
+    IdListSpec(
         "subprofile_ids",
         "/collection/{collection_id}/subprofileids",
-        IdListStream,
         keys=("subprofile_id",),
         # Documented without parameters: one answer holds every ID.
-        extra={"id_key": "subprofile_id", "paged": False},
+        id_key="subprofile_id",
+        paged=False,
     ),
 )
-
-
-def build_stream_classes(specs: Iterable[StreamSpec]) -> list[type[ObjectStream]]:
-    """One class per spec, parents before children (the SDK links them by class)."""
-    classes: dict[str, type[ObjectStream]] = {}
-    for spec in specs:
-        attrs: dict[str, Any] = {
-            "name": spec.name,
-            "path": spec.path,
-            "primary_keys": list(spec.keys),
-            "shape": spec.shape,
-            "child_keys": spec.child_keys,
-            "__module__": __name__,
-            **spec.extra,
-        }
-        if spec.parent:
-            attrs["parent_stream_type"] = classes[spec.parent]
-        class_name = "".join(part.capitalize() for part in spec.name.split("_")) + "Stream"
-        classes[spec.name] = type(class_name, (spec.base,), attrs)
-    return list(classes.values())

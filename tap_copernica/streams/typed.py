@@ -1,24 +1,29 @@
 """Typed warehouse tables: `profiles_<database>` and `subprofiles_<database>_<collection>`.
 
-Each has one column per Copernica field, typed from the field's definition (see `fields.py`),
-next to the entity columns (`ID`, `created`, `modified`, ...). They are read by the same
-`ProfileStream` machinery as the generic `profiles` / `subprofiles` streams (same exact
-paging, same bookmarks, kept under their own stream names), and do not need those selected.
+Each has one column per Copernica field, typed from the field's definition
+(`copernica_api.fields`), next to the entity columns (`ID`, `created`, `modified`, ...).
+They are read by the same `ProfileStream` machinery as the generic `profiles` /
+`subprofiles` streams (same exact paging, same bookmarks, kept under their own stream
+names), and do not need those selected.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from copernica_api.fields import FieldReader, field_type
-from tap_copernica.streams import STREAM_SPECS, ProfileStream, StreamSpec
+from tap_copernica.streams.profiles import STREAM_SPECS, ProfileSpec, ProfileStream
 
 if TYPE_CHECKING:
+    from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
+
+    from tap_copernica.client import StreamServices
 
 _TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
 _ENTITY_COLUMNS: dict[str, dict[str, dict[str, Any]]] = {
@@ -70,7 +75,7 @@ class TypedTable:
     """What discovery learned about one database or collection."""
 
     name: str
-    kind: str  # "database" or "collection"
+    kind: Literal["database", "collection"]
     context: dict[str, int]
     fields: tuple[tuple[str, str], ...]  # (field name, Copernica type)
 
@@ -83,8 +88,9 @@ class TypedTable:
         return {"type": "object", "properties": properties, "required": ["ID"]}
 
 
-def _spec(name: str) -> StreamSpec:
-    return next(spec for spec in STREAM_SPECS if spec.name == name)
+def _generic_spec(kind: str) -> ProfileSpec:
+    """The spec of the generic stream that reads the same rows (`profiles`, `subprofiles`)."""
+    return next(s for s in STREAM_SPECS if isinstance(s, ProfileSpec) and s.owner_kind == kind)
 
 
 class TypedProfileStream(ProfileStream):
@@ -92,15 +98,16 @@ class TypedProfileStream(ProfileStream):
 
     primary_keys: ClassVar[list[str]] = ["ID"]
 
-    def __init__(self, tap: Any, table: TypedTable) -> None:
-        generic = _spec("profiles" if table.kind == "database" else "subprofiles")
+    def __init__(self, tap: Tap, services: StreamServices, table: TypedTable) -> None:
+        generic = _generic_spec(table.kind)
+        self.spec = dataclasses.replace(generic, name=table.name, parent=None)
         self.table = table
-        self.owner_kind = table.kind  # type: ignore[misc]
-        self.shape = generic.shape  # type: ignore[misc]
         self._typed_schema = table.schema()
         self._columns = column_names((n for n, _ in table.fields), table.kind)
-        self._reader = FieldReader(dict(table.fields), tap.timezone)
-        super().__init__(tap=tap, name=table.name, schema=self._typed_schema, path=generic.path)
+        self._reader = FieldReader(dict(table.fields), services.settings.tz)
+        super().__init__(
+            tap, services, name=table.name, schema=self._typed_schema, path=generic.path
+        )
 
     @property
     def schema(self) -> dict[str, Any]:  # type: ignore[override]

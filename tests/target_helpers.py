@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +92,7 @@ class TargetRun:
     error: BaseException | None = None
 
     def summary(self, stream: str) -> dict[str, int]:
-        return dict(self.target.summary_for(stream).counts)
+        return dict(self.target.summaries.for_stream(stream).counts)
 
 
 def run_target(
@@ -100,6 +101,7 @@ def run_target(
     """Feed `messages` to a target in this process; collect STATE output and rejects.
 
     With `catch`, a failure of the run is returned in `error` instead of raised."""
+    logging.getLogger("target_copernica").setLevel(logging.INFO)  # as the CLI does
     target = TargetCopernica(config=config, validate_config=True)
     stdin = io.StringIO("".join(json.dumps(m) + "\n" for m in messages))
     out = io.StringIO()
