@@ -28,6 +28,11 @@ DEFAULT_AUTH_URL = "https://authenticate.copernica.com"
 TOKEN_HELP_URL = "https://ms.copernica.com/#/admin/account/access-tokens"  # noqa: S105
 # The docs give JWTs a 24 h lifetime; used when the token carries no readable `exp`.
 DEFAULT_LIFETIME_SECONDS = 24 * 3600
+# Tries and first wait when no retry settings are given (the plugins' defaults, as in
+# `copernica_api.settings`); the wait doubles after each failure up to MAX_WAIT_SECONDS.
+DEFAULT_MAX_TRIES = 9
+DEFAULT_INITIAL_WAIT_SECONDS = 2.0
+MAX_WAIT_SECONDS = 60.0
 # Renew this long before `exp` so that no request leaves with a JWT about to expire.
 MAX_RENEW_MARGIN_SECONDS = 300.0
 
@@ -125,14 +130,18 @@ class CopernicaAuthenticator(APIAuthenticatorBase):
         api_token: str,
         auth_url: str = DEFAULT_AUTH_URL,
         timeout: float = 60.0,
-        max_wait_seconds: float = 300.0,
+        max_tries: int = DEFAULT_MAX_TRIES,
+        initial_wait: float = DEFAULT_INITIAL_WAIT_SECONDS,
         user_agent: str = "tap-copernica",
     ) -> None:
         super().__init__()
         self._api_token = api_token
         self._auth_url = auth_url
         self._timeout = timeout
-        self._max_wait_seconds = max_wait_seconds
+        # The plugins' retry settings (`max_retries` + 1, `retry_initial_wait_ms`), as for
+        # API requests: the wait doubles after each failure, up to MAX_WAIT_SECONDS.
+        self._max_tries = max(1, max_tries)
+        self._initial_wait = max(0.0, initial_wait)
         self._user_agent = user_agent
         self._jwt: _Jwt | None = None
         self._lock = threading.Lock()
@@ -183,19 +192,24 @@ class CopernicaAuthenticator(APIAuthenticatorBase):
         fetch = backoff.on_exception(
             backoff.expo,
             (_TransientAuthError, requests.ConnectionError, requests.Timeout),
-            max_time=self._max_wait_seconds,
-            factor=1,
-            max_value=30,
+            max_tries=self._max_tries,
+            factor=self._initial_wait,
+            max_value=MAX_WAIT_SECONDS,
+            jitter=None,
             on_backoff=self._log_retry,
             logger=None,
         )(fail_fast_on_tls(self._post_token))
+        started = time.monotonic()
         try:
             jwt = fetch()
         except (_TransientAuthError, requests.RequestException) as exc:
+            tries = self._max_tries
             msg = (
                 f"The Copernica authentication service at {self._auth_url} did not answer "
-                f"usefully for {self._max_wait_seconds:.0f} s ({type(exc).__name__}: "
-                f"{describe_error(exc)}). Check `auth_url` and the network, then rerun: the run "
+                f"usefully in {tries} tr{'y' if tries == 1 else 'ies'} over "
+                f"{time.monotonic() - started:.0f} s ({type(exc).__name__}: "
+                f"{describe_error(exc)}). Check `auth_url` and the network (`max_retries` and "
+                f"`retry_initial_wait_ms` set how long to keep trying), then rerun: the run "
                 f"resumes from its last bookmark."
             )
             raise AuthenticationUnavailableError(msg) from None
@@ -235,25 +249,36 @@ class CopernicaAuthenticator(APIAuthenticatorBase):
         )
 
 
-_SHARED: dict[tuple[str, str], CopernicaAuthenticator] = {}
+_SHARED: dict[tuple[str, str, int, float], CopernicaAuthenticator] = {}
 _SHARED_LOCK = threading.Lock()
 
 
 def authenticator_from_config(
-    config: Any, *, user_agent: str, timeout: float = 60.0
+    config: Any,
+    *,
+    user_agent: str,
+    timeout: float = 60.0,
+    max_tries: int = DEFAULT_MAX_TRIES,
+    initial_wait: float = DEFAULT_INITIAL_WAIT_SECONDS,
 ) -> CopernicaAuthenticator:
     """The process's authenticator for `api_token` / `auth_url`: one JWT per process.
 
     A plugin may build several tap or target objects in one process (discovery, then the
     sync); they share one authenticator, so the authentication service is asked once.
+    `max_tries` and `initial_wait` are the plugin's retry settings (`ClientSettings.retry`).
     """
     api_token = str(config.get("api_token", ""))
     auth_url = str(config.get("auth_url") or DEFAULT_AUTH_URL)
     with _SHARED_LOCK:
-        key = (auth_url, api_token)
+        key = (auth_url, api_token, max_tries, initial_wait)
         if key not in _SHARED:
             _SHARED[key] = CopernicaAuthenticator(
-                api_token=api_token, auth_url=auth_url, timeout=timeout, user_agent=user_agent
+                api_token=api_token,
+                auth_url=auth_url,
+                timeout=timeout,
+                max_tries=max_tries,
+                initial_wait=initial_wait,
+                user_agent=user_agent,
             )
         return _SHARED[key]
 

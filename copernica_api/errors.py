@@ -7,11 +7,13 @@ from urllib.parse import urlsplit
 import requests
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
-# Hints for the API's own error messages (see the contract, b.5).
+# What to do about the API's own error messages (`{"error": {"message": ...}}`).
 _HINTS = {
-    "no database with supplied id": "Check `database_ids`: the database may have been removed.",
+    "no database with supplied id": "The database may have been removed; check the "
+    "settings that name it.",
     "no collection with given id": "The collection may have been removed; rerun to rediscover.",
-    "invalid method": "This API host does not offer this resource; check `api_url` (…/v4).",
+    "invalid method": "This API host or account does not offer this resource (if every "
+    "stream fails, check `api_url`: …/v4).",
     "invalid access token": "The JWT was refused twice in a row; check `api_token`.",
 }
 

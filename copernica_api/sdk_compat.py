@@ -15,7 +15,7 @@ in the comments below).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -49,6 +49,16 @@ class CompatRESTStream(RESTStream[Any]):
     #: streams whose bookmark object writes the STATE entry itself (ID scans, windows):
     #: the SDK's copy of a record's value would lose their in-page position.
     sdk_moves_bookmarks: bool = True
+    #: Whether a full table's ACTIVATE_VERSION goes out after its last record (every
+    #: partition, and for a child stream every parent record, written) instead of before its
+    #: first, as the SDK does. A target then marks rows deleted only after the complete
+    #: list: a run cut off mid-stream marks nothing (tests/test_deletes_postgres.py).
+    activate_version_after_records: bool = False
+    #: The error that ended this stream's records in this run, when `isolate_failure`
+    #: accepted it: the stream then emits nothing more (later partitions are skipped, no
+    #: ACTIVATE_VERSION) while the other streams go on.
+    failure: Exception | None = None
+    _pending_version: int | None = None
 
     @property
     def message_writer(self) -> GenericSingerWriter[Any, Any]:
@@ -75,6 +85,29 @@ class CompatRESTStream(RESTStream[Any]):
         it. The profile streams override this (tests/test_units.py compares the lines)."""
         return False
 
+    def isolate_failure(self, exc: Exception) -> bool:
+        """Called when reading this stream's records raised `exc`: return True to end this
+        stream here and let the run go on with the others, False to let `exc` end the run
+        (the default, as in the SDK)."""
+        return False
+
+    def send_pending_activate_version(self) -> None:
+        """Send the ACTIVATE_VERSION held back by `activate_version_after_records` (once;
+        never for a stream whose records failed)."""
+        version, self._pending_version = self._pending_version, None
+        if version is not None and self.failure is None:
+            super()._write_activate_version_message(version)
+
+    def finalize_state_progress_markers(self, state: dict | None = None) -> None:
+        """The SDK's end of a stream, except that a stream whose records failed keeps its
+        bookmark where it was: promoting its progress markers would skip what it missed."""
+        if self.failure is None or state:
+            super().finalize_state_progress_markers(state)
+            return
+        for child in self.child_streams:
+            if child.selected:
+                child.finalize_state_progress_markers()
+
     def retrying_request(self) -> Callable[[requests.PreparedRequest, Context | None], Any]:
         """The SDK's own request call wrapped in its retry decorator, as its paging loop
         does, for readers that send requests outside that loop (several at once)."""
@@ -84,6 +117,36 @@ class CompatRESTStream(RESTStream[Any]):
     def _write_record_message(self, record: dict[str, Any]) -> None:
         if not self.write_record_fast(record):
             super()._write_record_message(record)
+
+    def _write_activate_version_message(self, full_table_version: int) -> None:
+        # The SDK sends it from `sync`, before the first record; held back here until
+        # `_sync_records` has written the whole stream (tests/test_deletes_postgres.py).
+        if self.activate_version_after_records:
+            self._pending_version = full_table_version
+        else:
+            super()._write_activate_version_message(full_table_version)
+
+    def _sync_records(
+        self, context: Context | None = None, *, write_messages: bool = True
+    ) -> Generator[dict, Any, Any]:
+        # The SDK's record loop for one context (a child stream's parent record) or for the
+        # whole stream (context None: every partition). Errors a stream isolates end only
+        # that stream (tests/test_tap_stream_failures.py); the held-back ACTIVATE_VERSION of
+        # the stream and of its children goes out once the whole stream is written.
+        if self.failure is not None:
+            return
+        try:
+            yield from super()._sync_records(context, write_messages=write_messages)
+        except Exception as exc:
+            if not self.isolate_failure(exc):
+                raise
+            self.failure = exc
+            self._pending_version = None
+            return
+        if context is None and write_messages:
+            for stream in (self, *self.descendent_streams):
+                if isinstance(stream, CompatRESTStream):
+                    stream.send_pending_activate_version()
 
     def _increment_stream_state(
         self, latest_record: dict[str, Any], *, context: Context | None = None

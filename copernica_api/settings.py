@@ -108,11 +108,14 @@ class ClientSettings:
         return zone(self.timezone_name)
 
     def authenticator(self, user_agent: str) -> CopernicaAuthenticator:
-        """The process's one authenticator for this token (shared by every plugin object)."""
+        """The process's one authenticator for this token (shared by every plugin object);
+        the authentication service is retried as the API is (`retry`)."""
         return authenticator_from_config(
             {"api_token": self.api_token, "auth_url": self.auth_url},
             user_agent=user_agent,
             timeout=self.request_timeout,
+            max_tries=self.retry.max_tries,
+            initial_wait=self.retry.initial_wait,
         )
 
     def session(

@@ -7,15 +7,16 @@ from the run (settings, account lookups, progress, the JWT) comes in `StreamServ
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import requests
 from singer_sdk.streams.rest import PageContext
 
-from copernica_api.errors import JWTRejectedError
+from copernica_api.errors import CopernicaAPIError, JWTRejectedError
 from copernica_api.http import RETRIABLE, RetryPolicy, check_response, retry_log_line
 from copernica_api.payloads import dict_rows, payload_of
 from copernica_api.sdk_compat import CompatRESTStream
@@ -32,6 +33,25 @@ if TYPE_CHECKING:
     from tap_copernica.settings import TapSettings
 
 
+#: The lines the `backoff` library logs itself through the SDK's retry decorator; each retry
+#: already has its WARNING from `backoff_handler`, and giving up its error.
+_BACKOFF_FORMATS = frozenset(
+    {"Backing off %s(...) for %.1fs (%s)", "Giving up %s(...) after %d tries (%s)"}
+)
+
+
+def _not_from_backoff(record: logging.LogRecord) -> bool:
+    return record.msg not in _BACKOFF_FORMATS
+
+
+@dataclass(frozen=True)
+class StreamFailure:
+    """A stream the API refused for good in this run (the other streams went on)."""
+
+    stream: str
+    error: CopernicaAPIError
+
+
 @dataclass(frozen=True)
 class StreamServices:
     """What every stream of a run shares, built once by the tap."""
@@ -41,10 +61,16 @@ class StreamServices:
     progress: RunProgress
     #: one JWT per process, shared by every stream
     authenticator: CopernicaAuthenticator
+    #: the streams that failed with a permanent API error, in order (see `isolate_failure`)
+    failures: list[StreamFailure] = field(default_factory=list)
 
 
 class CopernicaStream(CompatRESTStream):
     """A Copernica REST v4 resource."""
+
+    # A full table's ACTIVATE_VERSION (the ID lists) only once its complete list is out: a
+    # run cut off mid-stream must not make a target mark the IDs not yet sent as deleted.
+    activate_version_after_records = True
 
     def __init__(self, tap: Tap, services: StreamServices, **kwargs: Any) -> None:
         # Plain attributes, not properties: the profile streams read them for every page.
@@ -83,6 +109,18 @@ class CopernicaStream(CompatRESTStream):
     def timeout(self) -> int:
         """Seconds to wait for a response (`request_timeout`)."""
         return int(self.client_settings.request_timeout)
+
+    # -- a permanent error ends this stream only --------------------------------------------
+    def isolate_failure(self, exc: Exception) -> bool:
+        """A permanent API error (a 4xx: this account or API host refuses the resource) ends
+        this stream only: it is listed at the end of the run and the others go on. Anything
+        else (retries used up, TLS, paging, authentication), and every error with
+        `fail_fast`, still ends the run."""
+        if self.settings.fail_fast or not isinstance(exc, CopernicaAPIError):
+            return False
+        self.services.failures.append(StreamFailure(self.name, exc))
+        self.logger.error("Stream '%s' stopped: %s The other streams go on.", self.name, exc)
+        return True
 
     # -- requests outside the SDK's paging loop --------------------------------------------
     def fetch(self, context: Context | None, token: Any) -> requests.Response:
@@ -141,7 +179,10 @@ class CopernicaStream(CompatRESTStream):
         self.logger.warning(retry_log_line(method, url, details, self.backoff_max_tries()))
 
     def request_decorator(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        """The SDK's backoff, plus one clear error once the retries are used up."""
+        """The SDK's backoff, plus one clear error once the retries are used up; each retry
+        logged once (`backoff_handler`), not also by the `backoff` library."""
+        if _not_from_backoff not in self.logger.filters:
+            self.logger.addFilter(_not_from_backoff)
         retrying = super().request_decorator(fail_fast_on_tls(func))
 
         def call(prepared: requests.PreparedRequest, context: Context | None) -> Any:

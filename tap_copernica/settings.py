@@ -23,6 +23,9 @@ DEFAULT_WINDOW_DAYS = 7
 
 MAX_PAGE_SIZE = 1000
 
+#: An ID as a config file or meltano.yml writes it: a number (1201) or a string ("1201").
+ID_OR_NAME = th.CustomType({"type": ["integer", "string"]})
+
 SETTINGS = th.PropertiesList(
     *CONNECTION_SETTINGS,
     *REQUEST_SETTINGS,
@@ -35,7 +38,7 @@ SETTINGS = th.PropertiesList(
     ),
     th.Property(
         "database_ids",
-        th.ArrayType(th.StringType),
+        th.ArrayType(ID_OR_NAME),
         description="Databases to read, by ID or name (case-insensitive). Default: all.",
     ),
     th.Property(
@@ -61,7 +64,7 @@ SETTINGS = th.PropertiesList(
     ),
     th.Property(
         "webhook_ids",
-        th.ArrayType(th.StringType),
+        th.ArrayType(ID_OR_NAME),
         description="Webhooks to read, by ID: the API has no list of webhooks, only a "
         "lookup by ID. Default: none (the webhooks stream is then empty).",
     ),
@@ -98,6 +101,14 @@ SETTINGS = th.PropertiesList(
         default=30,
         description="Seconds between progress lines (records, pages, rate) in the log.",
     ),
+    th.Property(
+        "fail_fast",
+        th.BooleanType,
+        default=False,
+        description="Stop the whole run at the first stream the API refuses for good (a "
+        "4xx such as 'Invalid method', 403 or 404). Default: that stream stops, the others "
+        "finish, the failed ones are listed at the end and the exit code is 3.",
+    ),
 ).to_dict()
 
 
@@ -122,6 +133,7 @@ class TapSettings:
     lookback_seconds: int
     max_parallel_requests: int
     progress_interval: int
+    fail_fast: bool = False
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TapSettings:
@@ -179,6 +191,7 @@ class TapSettings:
             lookback_seconds=int(config.get("lookback_seconds", 60)),
             max_parallel_requests=int(config.get("max_parallel_requests", 4)),
             progress_interval=int(config.get("progress_interval", 30)),
+            fail_fast=bool(config.get("fail_fast", False)),
         )
 
     def emailings_of(self, product: str) -> list[int] | None:

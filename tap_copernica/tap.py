@@ -17,7 +17,11 @@ from singer_sdk import Tap
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
 from singer_sdk.singerlib import StateMessage
 
-from copernica_api.auth import AuthenticationUnavailableError, CopernicaAuthenticator
+from copernica_api.auth import (
+    AuthenticationRefusedError,
+    AuthenticationUnavailableError,
+    CopernicaAuthenticator,
+)
 from tap_copernica.account import Account
 from tap_copernica.client import CopernicaStream, StreamServices
 from tap_copernica.output import SingerLineWriter
@@ -29,6 +33,23 @@ from tap_copernica.streams.mailings import MAILING_SPECS
 from tap_copernica.streams.profiles import STREAM_SPECS, ProfileStream
 from tap_copernica.streams.structure import STRUCTURE_SPECS
 from tap_copernica.streams.typed import TypedProfileStream, TypedTable, unique_names
+
+#: Exit code of a run that stopped before its end (also config and input errors).
+EXIT_STOPPED = 1
+#: Exit code of a run that finished but in which the API refused some streams for good.
+EXIT_SOME_STREAMS_FAILED = 3
+
+
+#: Errors that end a run with one line of their own (not "Config validation failed").
+FATAL = (FatalAPIError, AuthenticationUnavailableError, AuthenticationRefusedError)
+
+
+class UnusableInputError(Exception):
+    """The catalog or the state cannot be used (no config problem): one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(problems[0])
+        self.problems = problems
 
 
 class TapCopernica(Tap):
@@ -171,10 +192,15 @@ class TapCopernica(Tap):
                 if "state of stream" in problems[-1]
                 else ""
             )
-            raise ConfigValidationError(problems[0], errors=problems)
+            raise UnusableInputError(problems)
 
     def run(self) -> None:
-        """Preflight, then the SDK's sync; a fatal error ends the run with one clear line."""
+        """Preflight, then the SDK's sync; a fatal error ends the run with one clear line.
+
+        Exit codes: 0 every selected stream finished; 1 the run stopped (a fatal error:
+        config, token, retries used up, ...); 3 the run finished but the API refused some
+        streams for good (listed at the end; see `fail_fast`).
+        """
         try:
             # Streams first: discovery runs `preflight` itself, and its lookups (the database
             # list) are then cached for the check below instead of requested twice.
@@ -182,17 +208,39 @@ class TapCopernica(Tap):
             self.preflight()
             self.check_catalog_and_state()
             self.sync_all()
-        except (FatalAPIError, AuthenticationUnavailableError) as exc:
+        except UnusableInputError as exc:
+            for problem in exc.problems:
+                self.logger.error("%s", problem)  # noqa: TRY400
+            sys.exit(EXIT_STOPPED)
+        except FATAL as exc:
             self.logger.error("%s", exc)  # noqa: TRY400 (the message is the whole story)
             # Send the state as it stands: a rerun resumes after the last emitted record.
             self.write_message(StateMessage(value=self.state))
+            self._flush()
             self.progress.log_summary()
-            sys.exit(1)
+            sys.exit(EXIT_STOPPED)
         finally:
-            writer = self.message_writer
-            if isinstance(writer, SingerLineWriter):
-                writer.flush()
+            self._flush()
+        failures = self.services.failures
+        if failures:
+            # Every bookmark of the streams that finished, whatever the last stream wrote.
+            self.write_message(StateMessage(value=self.state))
+            self._flush()
         self.progress.log_summary()
+        for failure in failures:
+            self.logger.error("Stream '%s' failed: %s", failure.stream, failure.error)
+        if failures:
+            self.logger.error(
+                "%d selected stream(s) failed (listed above); the others finished. Exit code %d.",
+                len(failures),
+                EXIT_SOME_STREAMS_FAILED,
+            )
+            sys.exit(EXIT_SOME_STREAMS_FAILED)
+
+    def _flush(self) -> None:
+        writer = self.message_writer
+        if isinstance(writer, SingerLineWriter):
+            writer.flush()
 
     @classmethod
     def invoke(  # type: ignore[override]
@@ -207,27 +255,56 @@ class TapCopernica(Tap):
         """The SDK's CLI sync (`Tap.invoke`), running `run` instead of a bare `sync_all`.
 
         Config errors (also those found by `preflight`) still reach the SDK's CLI, which
-        prints them as such and exits 1.
+        prints them as such and exits 1; other errors before the run are one line each.
         """
         super(Tap, cls).invoke(about=about, about_format=about_format)
         cls.print_version(print_fn=cls.logger.info)
+        state_value = cls._read_json_file(
+            state,
+            "state",
+            "Fix it or leave out --state to read everything again (Meltano: "
+            "`meltano state clear <state id>`).",
+        )
+        catalog_value = cls._read_json_file(
+            catalog, "catalog", "Fix it or write a new one with --discover."
+        )
         try:
             tap = cls(
                 config=config.config if config else None,
-                state=None if state is None else json.loads(state.read()),
-                catalog=None if catalog is None else json.loads(catalog.read()),
+                state=state_value,
+                catalog=catalog_value,
                 parse_env_config=bool(config and config.parse_env),
                 validate_config=True,
             )
-        except (FatalAPIError, AuthenticationUnavailableError) as exc:
+        except FATAL as exc:
             # Discovery (part of building the tap) could not read the account.
             cls.logger.error("%s", exc)  # noqa: TRY400 (the message is the whole story)
-            sys.exit(1)
+            sys.exit(EXIT_STOPPED)
         # Everything built so far (SDK, schemas, catalog) lives for the whole run: keep it
         # out of the collector's passes, which a page of fresh rows would otherwise trigger
         # over and over (measured: several % of a full load).
         gc.freeze()
         tap.run()
+
+    @classmethod
+    def _read_json_file(cls, file: IO[str] | None, what: str, fix: str) -> Any:
+        """The JSON object of a --state or --catalog file; one line and exit 1 if it is not
+        one (before any request)."""
+        if file is None:
+            return None
+        name = getattr(file, "name", what)
+        try:
+            value = json.loads(file.read())
+        except json.JSONDecodeError as exc:
+            problem = f"is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+        except UnicodeDecodeError:
+            problem = "is not UTF-8 text"
+        else:
+            if isinstance(value, dict):
+                return value
+            problem = "is not a JSON object ({...})"
+        cls.logger.error("The %s file %s %s. %s", what, name, problem, fix)
+        sys.exit(EXIT_STOPPED)
 
 
 if __name__ == "__main__":

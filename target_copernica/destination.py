@@ -19,6 +19,7 @@ from typing import Any
 
 from singer_sdk.exceptions import ConfigValidationError
 
+from copernica_api.errors import CopernicaAPIError
 from copernica_api.http import CopernicaSession
 from copernica_api.payloads import dict_rows, payload_of
 
@@ -56,12 +57,19 @@ class Structure:
     names: dict[str, str]  # casefolded name -> name as defined
     interests: dict[str, str] = field(default_factory=dict)  # casefolded -> name
     lengths: dict[str, int] = field(default_factory=dict)  # casefolded -> max characters
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)  # select fields
 
     def max_length(self, name: str) -> int | None:
         """How many characters a field holds, for the types whose values are cut there."""
         if self.field_type(name) not in _LIMITED:
             return None
         return self.lengths.get(name.casefold()) or None
+
+    def choices_of(self, name: str) -> tuple[str, ...] | None:
+        """The values a select field takes (Copernica stores any other value as "")."""
+        if self.field_type(name) != "select":
+            return None
+        return self.choices.get(name.casefold(), ())
 
     def field_name(self, name: str) -> str | None:
         """The field's defined name (names match case-insensitively, like the API)."""
@@ -107,51 +115,97 @@ def _number_key(value: str) -> str:
         return "0"
 
 
-def _definitions(
-    rows: Iterable[Mapping[str, Any]],
-) -> tuple[dict[str, str], dict[str, str], dict[str, int]]:
-    types: dict[str, str] = {}
-    names: dict[str, str] = {}
-    lengths: dict[str, int] = {}
+def select_choices(spec: Any) -> tuple[str, ...]:
+    """A select field's choices: the lines of its definition's `value` (CRLF or LF
+    separated), without trailing spaces, empty lines left out (contract g.1, g.2)."""
+    lines = str(spec or "").replace("\r\n", "\n").split("\n")
+    return tuple(line.rstrip() for line in lines if line.strip())
+
+
+@dataclass
+class _Definitions:
+    types: dict[str, str] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+    lengths: dict[str, int] = field(default_factory=dict)
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def structure(self, kind: str, id_: str, name: str, interests: dict[str, str]) -> Structure:
+        return Structure(
+            kind, id_, name, self.types, self.names, interests, self.lengths, self.choices
+        )
+
+
+def _definitions(rows: Iterable[Mapping[str, Any]]) -> _Definitions:
+    found = _Definitions()
     for row in rows:
         name = str(row.get("name", ""))
         if name:
-            types[name.casefold()] = str(row.get("type", "text")).lower()
-            names[name.casefold()] = name
+            kind = str(row.get("type", "text")).lower()
+            found.types[name.casefold()] = kind
+            found.names[name.casefold()] = name
             length = str(row.get("length") or "").strip()
             if length.isdigit() and int(length) > 0:
-                lengths[name.casefold()] = int(length)
-    return types, names, lengths
+                found.lengths[name.casefold()] = int(length)
+            if kind == "select":
+                found.choices[name.casefold()] = select_choices(row.get("value"))
+    return found
 
 
-def load_database(session: CopernicaSession, ref: str) -> Structure:
-    """A database's fields and interests (the database may be named by ID or name)."""
-    info = payload_of(session.request("GET", f"database/{ref}"))
+def load_database(session: CopernicaSession, ref: str, named_by: str = "") -> Structure:
+    """A database's fields and interests (the database may be named by ID or name).
+
+    One that does not exist ends the run before anything is written, with a message naming
+    the setting (`named_by`) and listing the account's databases."""
+    try:
+        info = payload_of(session.request("GET", f"database/{ref}"))
+    except CopernicaAPIError:
+        databases = read_all(session, "databases")
+        if any(_is(row, ref) for row in databases):
+            raise  # it exists: the refusal is about something else
+        known = ", ".join(_listed(row) for row in databases) or "(none)"
+        msg = (
+            f"{named_by or 'The target'} names database {ref!r}, which does not exist in "
+            f"this account. Its databases: {known}. Nothing was written; set the database's "
+            f"name or ID."
+        )
+        raise ConfigValidationError(msg, errors=[msg]) from None
     database_id = str(info.get("ID") or info.get("id") or ref)
-    types, names, lengths = _definitions(read_all(session, f"database/{database_id}/fields"))
+    definitions = _definitions(read_all(session, f"database/{database_id}/fields"))
     interests = {
         str(row.get("name", "")).casefold(): str(row.get("name", ""))
         for row in read_all(session, f"database/{database_id}/interests")
     }
     name = str(info.get("name", ref))
-    return Structure("database", database_id, name, types, names, interests, lengths)
+    return definitions.structure("database", database_id, name, interests)
 
 
 def load_collection(session: CopernicaSession, database: Structure, ref: str) -> Structure:
     """A collection of `database`, by ID or name."""
-    for row in read_all(session, f"database/{database.id}/collections"):
-        if (
-            str(row.get("ID") or row.get("id")) == ref
-            or str(row.get("name", "")).casefold() == ref.casefold()
-        ):
+    collections = read_all(session, f"database/{database.id}/collections")
+    for row in collections:
+        if _is(row, ref):
             collection_id = str(row.get("ID") or row.get("id"))
-            types, names, lengths = _definitions(
-                read_all(session, f"collection/{collection_id}/fields")
-            )
+            definitions = _definitions(read_all(session, f"collection/{collection_id}/fields"))
             name = str(row.get("name", ref))
-            return Structure("collection", collection_id, name, types, names, {}, lengths)
-    msg = f"Collection {ref!r} does not exist in database '{database.name}'."
+            return definitions.structure("collection", collection_id, name, {})
+    known = ", ".join(_listed(row) for row in collections) or "(none)"
+    msg = (
+        f"Collection {ref!r} does not exist in database '{database.name}'. Its collections: "
+        f"{known}. Nothing was written."
+    )
     raise ConfigValidationError(msg, errors=[msg])
+
+
+def _is(row: Mapping[str, Any], ref: str) -> bool:
+    """Whether a database or collection row is the one `ref` names (ID, or name in any case)."""
+    return (
+        str(row.get("ID") or row.get("id")) == ref
+        or str(row.get("name", "")).casefold() == ref.casefold()
+    )
+
+
+def _listed(row: Mapping[str, Any]) -> str:
+    return f"{row.get('name', '?')} (ID {row.get('ID') or row.get('id')})"
 
 
 class KeyIndex:

@@ -1,10 +1,16 @@
 """From a Singer record to a write: field values in the API's format, interests, the key.
 
-Two record shapes are accepted:
+Three record shapes are accepted:
 - flat: `{"email": "a@b.nl", "firstname": "Anna", "interests": ["news"]}`;
-- the tap's own profile shape: `{"ID": 1, "fields": {...}, "interests": [...], ...}`, so the
-  tap's output loads back unchanged (its other properties describe the source row and are
-  not written).
+- the tap's generic `profiles` / `subprofiles` shape: `{"ID": 1, "fields": {...},
+  "interests": [...], ...}`;
+- the tap's typed tables (`profiles_<db>`, `subprofiles_<db>_<collection>`): flat, with the
+  entity columns `ID`, `secret`, `created`, `modified`, ... next to one column per field (a
+  field named like an entity column is the column `<name>_field`).
+The tap's entity columns describe the source row and are not written, so the tap's output
+loads back unchanged. A tap subprofile names its parent by `profile`, the parent's ID in the
+source account, which identifies nothing in the destination: subprofiles are written only
+through a route with a collection and a `parent_key_property` holding the parent's key.
 Values are converted with the destination field's writer from `copernica_api.fields`.
 A record that cannot be written raises `Rejected` with the reason.
 """
@@ -37,6 +43,14 @@ TAP_SHAPE_META = frozenset(
         "removed",
     }
 )
+#: The entity columns of the tap's typed tables: a flat record with all of these is the tap's.
+TAP_TYPED_MARKERS = frozenset({"ID", "secret", "created", "modified"})
+#: Suffix the tap gives a field named like an entity column (`modified` -> `modified_field`).
+TAP_CLASH_SUFFIX = "_field"
+_TAP_CLASHES = frozenset(
+    name.casefold() for name in (*TAP_SHAPE_META, "interests", "collection", "fields")
+)
+
 #: Names Copernica accepts for new fields: a letter, then letters, digits, underscores.
 FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 RESERVED_FIELD_NAMES = frozenset({"id", "code"})
@@ -66,6 +80,7 @@ class Item:
     parent_values: dict[str, str] | None = None  # subprofiles: parent key field -> value
     parent_key: Key | None = None
     epoch: int = 0  # how many STATE messages the target had read before this record
+    truncated: int = 0  # values cut to their field's length (`truncate_long_values`)
 
     @property
     def group(self) -> tuple[Key | None, Key]:
@@ -88,6 +103,10 @@ class _Plan:
     nested: bool  # the values are in record["fields"] (the tap's shape)
     unknown: list[str]  # names the destination lacks, sorted: such records are rejected
     columns: tuple[tuple[str, str, str], ...]  # (source name, defined field, writer class)
+    # (defined field, max characters or None, choices or None) of the columns whose values
+    # Copernica would change: cut at the field's length, or a select's unknown choice emptied.
+    checks: tuple[tuple[str, int | None, tuple[str, ...] | None], ...] = ()
+    tap_subprofile: bool = False  # a subprofile as the tap emits it (parent by source ID)
 
 
 # Writer classes `map` converts inline; _SLOW ones always go through `convert`.
@@ -123,8 +142,10 @@ class RecordMapper:
         parent: Structure | None,
         tz: ZoneInfo,
         ensure_interest: Callable[[str], str | None] | None = None,
+        truncate: bool = False,
     ) -> None:
         self.stream = stream
+        self.truncate = truncate  # cut too long text instead of rejecting the record
         self.route = route
         self.structure = structure
         self.parent = parent
@@ -158,6 +179,9 @@ class RecordMapper:
         plan = self._plans.get(shape)
         if plan is not None:
             return plan
+        typed = not tap_shape and TAP_TYPED_MARKERS.issubset(record)
+        tap_subprofile = (tap_shape or typed) and "profile" in record
+        renamed: dict[str, str] = {}  # the typed tables' `<name>_field` columns -> field
         if from_nested:
             names = list(shape[1])  # the tap's shape: every nested field is written
         else:
@@ -167,18 +191,70 @@ class RecordMapper:
                 for k in shape[1]
                 if not k.startswith("_sdc_")
                 and k not in skip
-                and not (tap_shape and k in TAP_SHAPE_META)
+                and not ((tap_shape or typed) and k in TAP_SHAPE_META)
             ]
-        unknown = sorted(k for k in names if structure.field_name(k) is None)
+            if typed:
+                renamed = {k: self._field_of_column(k) for k in names}
+        unknown = sorted(
+            renamed.get(k, k) for k in names if structure.field_name(renamed.get(k, k)) is None
+        )
         columns = []
+        checks = []
         for name in names:
-            defined = structure.field_name(name) or name
+            defined = structure.field_name(renamed.get(name, name)) or name
             writer = field_type(structure.field_type(defined)).write
             columns.append((name, defined, _FAST_WRITERS.get(writer, _SLOW)))
+            choices = structure.choices_of(defined)
+            # Key fields have their own length rule (`_key_value`): a cut key is never cut.
+            limit = None if defined in self.key_fields else structure.max_length(defined)
+            if choices is not None or limit is not None:
+                checks.append((defined, limit, choices))
         if len(self._plans) >= MAX_PLANS:  # records of ever new shapes: keep memory flat
             self._plans.clear()
-        plan = self._plans[shape] = _Plan(from_nested, unknown, tuple(columns))
+        plan = self._plans[shape] = _Plan(
+            from_nested, unknown, tuple(columns), tuple(checks), tap_subprofile
+        )
         return plan
+
+    def _field_of_column(self, column: str) -> str:
+        """The field a column of the tap's typed tables holds: `modified_field` is the field
+        `modified` (the tap renames fields named like its entity columns), unless the
+        destination has a field called `modified_field` itself."""
+        base = column[: -len(TAP_CLASH_SUFFIX)]
+        if (
+            column.endswith(TAP_CLASH_SUFFIX)
+            and base.casefold() in _TAP_CLASHES
+            and self.structure.field_name(column) is None
+        ):
+            return base
+        return column
+
+    def _check(self, plan: _Plan, fields: dict[str, str]) -> int:
+        """Refuse values Copernica would change without a word: text longer than its
+        field (cut instead with `truncate_long_values`; returns how many were cut) and a
+        select value that is not one of the field's choices (stored as empty)."""
+        truncated = 0
+        for name, limit, choices in plan.checks:
+            value = fields[name]
+            if choices is not None:
+                if value and value not in choices:
+                    msg = (
+                        f"field '{name}': {value!r} is not one of the choices of this select "
+                        f"field {list(choices)} (Copernica would store it as empty; choices "
+                        f"match exactly, case included)"
+                    )
+                    raise Rejected(msg)
+            elif limit is not None and len(value) > limit:
+                if not self.truncate:
+                    msg = (
+                        f"field '{name}': the value has {len(value)} characters; the field "
+                        f"holds at most {limit} (Copernica would cut it; lengthen the field, "
+                        f"or set `truncate_long_values: true` to cut such values)"
+                    )
+                    raise Rejected(msg)
+                fields[name] = value[:limit]
+                truncated += 1
+        return truncated
 
     def convert(self, structure: Structure, name: str, value: Any) -> str:
         """One value in the API's format for the field's type (Rejected if it cannot be).
@@ -247,6 +323,15 @@ class RecordMapper:
         """The write for one record; raises Rejected."""
         nested: Any = record.get("fields")
         plan = self._plan(record, nested)
+        if plan.tap_subprofile and self.parent is None:
+            msg = (
+                f"a subprofile as tap-copernica emits it: its `profile` is the parent's ID in "
+                f"the source account, which identifies no profile here. Route stream "
+                f"'{self.stream}' to a collection (`stream_routes`: `collection`, and "
+                f"`parent_key_property` naming a record property that holds the parent "
+                f"profile's key, e.g. added with `stream_maps`)"
+            )
+            raise Rejected(msg)
         if plan.unknown:
             msg = (
                 f"field(s) {plan.unknown} do not exist in {self.structure.kind} "
@@ -271,6 +356,8 @@ class RecordMapper:
                 fields[defined] = repr(value)
             else:
                 fields[defined] = self.convert(structure, defined, value)
+        delete = _is_deleted(record)  # a delete writes no values: nothing to check
+        truncated = self._check(plan, fields) if plan.checks and not delete else 0
         key_values: dict[str, str] = {}
         key_parts: list[str] = []
         for name, normalize, limit in self._key_rules:
@@ -281,27 +368,82 @@ class RecordMapper:
         item = Item(
             seq=seq,
             record=record,
-            delete=_is_deleted(record),
+            delete=delete,
             fields=fields,
             interests=None,
             key_values=key_values,
             key=key,
+            truncated=truncated,
         )
         if not item.delete:
             item.interests = self._interests(record)
         if self.parent is not None:
-            item.parent_values, item.parent_key = self._parent(record)
+            item.parent_values, item.parent_key = self._parent(record, plan)
         return item
 
-    def _parent(self, record: Mapping[str, Any]) -> tuple[dict[str, str], Key]:
+    def _parent(self, record: Mapping[str, Any], plan: _Plan) -> tuple[dict[str, str], Key]:
         prop = self.route.parent_key_property or ""
         assert self.parent is not None
         name = self.parent_field or ""
         raw = record.get(prop)
         if raw in (None, ""):
-            raise Rejected(f"parent key property '{prop}' is missing or empty")
+            msg = f"parent key property '{prop}' is missing or empty"
+            if plan.tap_subprofile:
+                msg += (
+                    f" (a subprofile as tap-copernica emits it names its parent only by "
+                    f"`profile`, the parent's ID in the source account, which identifies no "
+                    f"profile here: add the parent's {name} to the records, e.g. with "
+                    f"`stream_maps`, as '{prop}')"
+                )
+            raise Rejected(msg)
         value = self.convert(self.parent, name, raw).rstrip(SELECTOR_TRIM)
         return {name: value}, (self.parent.normalize(name, value),)
+
+
+def last_writes(items: list[Item]) -> tuple[list[Item], int]:
+    """A batch with one write per key (and parent) instead of several in a row: the last
+    record of each run of records with the same key, with the values of the records before
+    it that it does not set itself, so the result is what writing them one after another
+    would leave, and an unchanged rerun changes nothing (`modified` stays). Deletes stay
+    where they are and end a run. Returns the items to write and how many were left out.
+    For upserts and updates only: every appended record is a row of its own."""
+    kept: list[Item] = []
+    latest: dict[tuple[Key | None, Key], Item] = {}
+    superseded = 0
+    for item in reversed(items):
+        if item.delete:
+            latest.pop(item.group, None)
+            kept.append(item)
+            continue
+        later = latest.get(item.group)
+        if later is None:
+            latest[item.group] = item
+            kept.append(item)
+            continue
+        later.fields = {**item.fields, **later.fields}
+        later.interests = _later_interests(item.interests, later.interests)
+        later.truncated += item.truncated
+        superseded += 1
+    kept.reverse()
+    return kept, superseded
+
+
+def _later_interests(earlier: Interests | None, later: Interests | None) -> Interests | None:
+    """The interests two writes in a row leave: a list replaces the set, an object
+    switches the interests it names."""
+    if later is None:
+        return earlier
+    if earlier is None or isinstance(later, list):
+        return later
+    if isinstance(earlier, dict):
+        return {**earlier, **later}
+    names = dict.fromkeys(earlier)
+    for name, flag in later.items():
+        if flag:
+            names[name] = None
+        else:
+            names.pop(name, None)
+    return list(names)
 
 
 def new_field_type(schema: Mapping[str, Any]) -> str:

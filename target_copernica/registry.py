@@ -35,11 +35,12 @@ class DestinationRegistry:
         self._indexes: dict[tuple[str, tuple[str, ...]], KeyIndex] = {}
         self._loaded: set[int] = set()
 
-    def database(self, ref: str) -> Structure:
-        """A database by ID or name (names match case-insensitively)."""
+    def database(self, ref: str, named_by: str = "") -> Structure:
+        """A database by ID or name (names match case-insensitively); `named_by` says which
+        setting named it, for the message when it does not exist."""
         with self._lock:
             if ref.casefold() not in self._databases:
-                self._databases[ref.casefold()] = load_database(self.session, ref)
+                self._databases[ref.casefold()] = load_database(self.session, ref, named_by)
             return self._databases[ref.casefold()]
 
     def collection(self, database: Structure, ref: str) -> Structure:

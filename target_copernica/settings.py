@@ -8,7 +8,7 @@ Where the SDK already names a concept, its name and meaning are used: `load_meth
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,11 +26,14 @@ LOAD_METHODS = (UPSERT, INSERT, UPDATE_ONLY)
 WRITE_PATHS = ("auto", "api", "bulk")
 DEFAULT_BATCH_SIZE = 10000
 
+#: An ID or a name: users write IDs as numbers (`database: 1201`) as often as strings.
+_ID_OR_NAME = th.CustomType({"type": ["string", "integer"]})
+
 _ROUTE = th.ObjectType(
-    th.Property("database", th.StringType, description="Database ID or name."),
+    th.Property("database", _ID_OR_NAME, description="Database ID or name."),
     th.Property(
         "collection",
-        th.StringType,
+        _ID_OR_NAME,
         description="Collection ID or name: the stream's records become subprofiles.",
     ),
     th.Property(
@@ -49,20 +52,23 @@ _ROUTE = th.ObjectType(
         description="Key fields of this stream (for subprofiles: fields of the collection).",
     ),
 )
+#: A route entry: the object above, or just the database (ID or name).
+_ROUTE_ENTRY = th.CustomType({**_ROUTE.to_dict(), "type": ["object", "string", "integer"]})
 
 SETTINGS = th.PropertiesList(
     *CONNECTION_SETTINGS,
     *REQUEST_SETTINGS,
     th.Property(
         "database",
-        th.StringType,
+        _ID_OR_NAME,
         description="Default destination database (ID or name) for streams without a route.",
     ),
     th.Property(
         "stream_routes",
-        th.ObjectType(additional_properties=_ROUTE),
-        description="Per stream (name or glob such as `*`): destination database, or "
-        "collection plus the property naming the parent profile's key.",
+        th.ObjectType(additional_properties=_ROUTE_ENTRY),
+        description="Per stream (name or glob such as `*`): the destination database (ID or "
+        "name), or an object: database, or collection plus the property naming the parent "
+        "profile's key.",
     ),
     th.Property(
         "key_fields",
@@ -118,6 +124,14 @@ SETTINGS = th.PropertiesList(
         "destination lacks, instead of rejecting records that name them.",
     ),
     th.Property(
+        "truncate_long_values",
+        th.BooleanType,
+        default=False,
+        description="Cut text longer than its field's `length` to fit, counted as "
+        "`truncated` in the summary. Off: such records are rejected (Copernica would cut "
+        "them without a word).",
+    ),
+    th.Property(
         "dry_run",
         th.BooleanType,
         default=False,
@@ -162,6 +176,8 @@ class Route:
     collection: str | None = None
     parent_key_property: str | None = None
     parent_key_field: str | None = None
+    # The setting that chose the database, for messages (not part of what a route is).
+    origin: str = field(default="`database`", compare=False)
 
 
 @dataclass(frozen=True)
@@ -174,6 +190,7 @@ class TargetSettings:
     max_parallel_requests: int
     hard_delete: bool
     create_missing_fields: bool
+    truncate_long_values: bool
     dry_run: bool
     rejected_records_path: str
     insert_journal_path: str
@@ -209,7 +226,7 @@ class TargetSettings:
             errors.append("`stream_routes` must be an object keyed by stream name or pattern.")
             routes = {}
         for pattern, route in routes.items():
-            if isinstance(route, str):
+            if isinstance(route, (str, int)) and not isinstance(route, bool):
                 continue
             if not isinstance(route, Mapping):
                 errors.append(f"`stream_routes.{pattern}` must be an object or a database name.")
@@ -235,6 +252,7 @@ class TargetSettings:
             max_parallel_requests=int(config.get("max_parallel_requests", 8)),
             hard_delete=bool(config.get("hard_delete", False)),
             create_missing_fields=bool(config.get("create_missing_fields", False)),
+            truncate_long_values=bool(config.get("truncate_long_values", False)),
             dry_run=bool(config.get("dry_run", False)),
             rejected_records_path=str(
                 config.get("rejected_records_path") or "rejected_records.jsonl"
@@ -244,7 +262,7 @@ class TargetSettings:
             tz=tz,
             import_timeout_seconds=float(config.get("import_timeout_seconds", 3600)),
             key_fields=key_fields,
-            default_database=str(database) if database not in (None, "") else None,
+            default_database=_id_or_name(database),
             routes=tuple((str(k), v) for k, v in routes.items()),
         )
 
@@ -252,33 +270,46 @@ class TargetSettings:
         """The route of `stream`: its exact entry, else the first matching pattern, else
         the default database."""
         chosen: Mapping[str, Any] | str | None = None
+        matched = ""
         for pattern, route in self.routes:
             if pattern == stream:
-                chosen = route
+                chosen, matched = route, pattern
                 break
         if chosen is None:
             for pattern, route in self.routes:
                 if fnmatchcase(stream, pattern):
-                    chosen = route
+                    chosen, matched = route, pattern
                     break
-        if isinstance(chosen, str):
+        if isinstance(chosen, (str, int)):
             chosen = {"database": chosen}
         chosen = chosen or {}
-        database = chosen.get("database") or self.default_database
+        routed = _id_or_name(chosen.get("database"))
+        database = routed or self.default_database
+        origin = f"`stream_routes.{matched}`" if routed else "`database`"
         if not database:
             msg = (
                 f"Stream '{stream}' has no destination: set `database`, or add a "
                 f"`stream_routes` entry for it (or a catch-all `*`)."
             )
             raise ConfigValidationError(msg, errors=[msg])
-        collection = chosen.get("collection")
+        collection = _id_or_name(chosen.get("collection"))
         keys = chosen.get("key_fields")
         return Route(
             database=str(database),
             key_fields=tuple(str(k) for k in keys) if keys else self.key_fields,
-            collection=str(collection) if collection else None,
+            collection=collection,
             parent_key_property=chosen.get("parent_key_property"),
             parent_key_field=(chosen.get("parent_key_field") or self.key_fields[0])
             if collection
             else None,
+            origin=f"Stream '{stream}': {origin}",
         )
+
+
+def _id_or_name(value: Any) -> str | None:
+    """An ID or a name as the API takes it in a path (`1201` and `"1201"` alike); None when
+    not given."""
+    if value is None or isinstance(value, bool):
+        return None
+    text = str(value).strip()
+    return text or None

@@ -10,7 +10,7 @@ so a STATE still follows every record before it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol, cast
@@ -28,16 +28,19 @@ from target_copernica.destination import Structure
 from target_copernica.journal import InsertJournal
 from target_copernica.records import (
     DELETED_AT,
+    TAP_SHAPE_META,
+    TAP_TYPED_MARKERS,
     Item,
     RecordMapper,
     Rejected,
     creatable,
     fingerprint_of,
+    last_writes,
     new_field_type,
 )
 from target_copernica.registry import DestinationRegistry
 from target_copernica.rejects import RejectedRecords
-from target_copernica.settings import UPDATE_ONLY, TargetSettings
+from target_copernica.settings import INSERT, UPDATE_ONLY, TargetSettings
 from target_copernica.stream_write import StreamDestination, StreamWrite
 from target_copernica.summary import StreamSummaries
 from target_copernica.validation import CompiledSchemaValidator
@@ -66,10 +69,23 @@ class SinkHost(Protocol):
 class CopernicaSink(CompatBatchSink):
     """Writes one stream into a Copernica database (profiles) or collection (subprofiles)."""
 
-    def __init__(self, target: Target, *args: Any, **kwargs: Any) -> None:
-        # The services are taken in `setup`, where the SDK reports a failure as the sink's.
+    def __init__(
+        self,
+        target: Target,
+        stream_name: str,
+        schema: dict,
+        key_properties: Sequence[str] | None,
+    ) -> None:
         self._host = cast("SinkHost", target)
-        super().__init__(target, *args, **kwargs)
+        # The destination first: a database or collection the account does not have ends
+        # the run with one line naming the setting (the SDK adds a line of its own to a
+        # failing `setup`). The rest is checked in `setup`.
+        services = self._host.sink_services
+        route = services.settings.route_for(stream_name)
+        database = services.registry.database(route.database, route.origin)
+        if route.collection:
+            services.registry.collection(database, route.collection)
+        super().__init__(target, stream_name, schema, key_properties)
 
     def setup(self) -> None:
         """Resolve the destination and check the key fields before anything is written."""
@@ -79,8 +95,9 @@ class CopernicaSink(CompatBatchSink):
         self.route = settings.route_for(self.stream_name)
         self.summary = services.summaries.for_stream(self.stream_name)
         self._invalid_reason: str | None = None
+        self._keyless: tuple[dict, str] | None = None  # see `preprocess_record`
         self._seq = 0
-        database = registry.database(self.route.database)
+        database = registry.database(self.route.database, self.route.origin)
         parent = None
         if self.route.collection:
             structure = registry.collection(database, self.route.collection)
@@ -109,13 +126,17 @@ class CopernicaSink(CompatBatchSink):
                 if settings.create_missing_fields and parent is None
                 else None
             ),
+            truncate=settings.truncate_long_values,
         )
 
     def _new_fields(self, structure: Structure) -> dict[str, str]:
         """Schema properties the destination lacks and that can be created: name -> type."""
+        properties = self.schema.get("properties", {})
         skip = {"interests", "fields", self.route.parent_key_property}
+        if TAP_TYPED_MARKERS.issubset(properties):  # the tap's typed table: not fields
+            skip |= TAP_SHAPE_META
         wanted: dict[str, str] = {}
-        for name, prop in self.schema.get("properties", {}).items():
+        for name, prop in properties.items():
             if name.startswith("_sdc_") or name in skip or structure.field_name(name):
                 continue
             if creatable(name) and isinstance(prop, dict):
@@ -160,9 +181,28 @@ class CopernicaSink(CompatBatchSink):
             if isinstance(prop, dict) and not is_date_like(prop)
         )
 
+    def preprocess_record(self, record: dict, context: dict) -> dict:
+        """A record without a property the SCHEMA lists in `key_properties` is rejected in
+        `process_record`, like one whose key is empty (the SDK's check after this hook would
+        end the whole load): it goes on with the missing properties as null."""
+        missing = [k for k in self.key_properties if k not in record]
+        if not missing:
+            return record
+        self._keyless = (
+            record,
+            f"key propert{'y' if len(missing) == 1 else 'ies'} {missing} (the stream's "
+            f"`key_properties`) missing from the record",
+        )
+        return {**record, **dict.fromkeys(missing)}
+
     def process_record(self, record: dict, context: dict) -> None:
         """Map the record now (so rejects are found early); the write waits for the batch."""
         self._seq += 1
+        if self._keyless is not None:
+            original, reason = self._keyless
+            self._keyless = self._invalid_reason = None
+            self.reject_record(original, reason)
+            return
         if self._invalid_reason is not None:
             self.reject_record(record, self._invalid_reason)
             self._invalid_reason = None
@@ -205,6 +245,13 @@ class CopernicaSink(CompatBatchSink):
         if journal is not None:
             confirmer.settle_journal()  # before the keys are counted
             items = self._not_written_before(items, journal)
+        if settings.load_method != INSERT:
+            items, superseded = last_writes(items)
+            if superseded:
+                self.summary.add("superseded", superseded)
+        truncated = sum(item.truncated for item in items)
+        if truncated:
+            self.summary.add("truncated", truncated)
         services.registry.ensure_index(self.destination.index)
         write = StreamWrite(
             session=services.session,

@@ -18,6 +18,8 @@ COUNTERS = (
     "deletes_skipped",
     "imports",
     "import_fallbacks",
+    "superseded",
+    "truncated",
 )
 
 

@@ -18,11 +18,11 @@ from functools import cached_property
 from typing import IO, Any, ClassVar
 
 from singer_sdk import Sink
-from singer_sdk.exceptions import RecordsWithoutSchemaException
+from singer_sdk.exceptions import ConfigValidationError, RecordsWithoutSchemaException
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TargetCapabilities
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
-from copernica_api.auth import CopernicaAuthenticator
+from copernica_api.auth import AuthenticationUnavailableError, CopernicaAuthenticator
 from copernica_api.http import CopernicaSession
 from copernica_api.sdk_compat import CompatTarget
 from copernica_api.settings import ClientSettings
@@ -42,6 +42,8 @@ class TargetCopernica(CompatTarget):
     """Singer target for Copernica REST API v4."""
 
     name = "target-copernica"
+    # The distribution that ships both plugins: its version is the target's (`--version`).
+    package_name = "tap-copernica"
     # msgspec parses input lines several times faster than the default JSON reader.
     message_reader_class = SingerLineReader
     config_jsonschema = SETTINGS
@@ -169,6 +171,15 @@ class TargetCopernica(CompatTarget):
             super().invoke(
                 about=about, about_format=about_format, config=config, file_input=file_input
             )
+        except ConfigValidationError as exc:
+            # A setting the account contradicts (an unknown database, a refused token, ...):
+            # one line each, no traceback.
+            for error in exc.errors or [str(exc)]:
+                cls.logger.error(error)  # noqa: TRY400 (the message is the whole story)
+            sys.exit(1)
+        except AuthenticationUnavailableError as exc:
+            cls.logger.error(str(exc))  # noqa: TRY400
+            sys.exit(1)
         except (InvalidInputLine, RecordsWithoutSchemaException, ValueError) as exc:
             if (
                 isinstance(exc, ValueError)

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import singer_sdk.configuration._dict_config as sdk_env_config
 
 from tests.emulator import Emulator
+
+#: Settings a developer's shell or `.env` may hold for their own pipelines (the README's
+#: `meltano config set` writes `.env` in the repository root).
+_PLUGIN_ENV_PREFIXES = ("TAP_COPERNICA_", "TARGET_COPERNICA_")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests see only the settings they give, from collection on (some test classes build
+    a tap while being collected): no plugin variables from the environment, and no `.env`
+    file, which the SDK otherwise finds by walking up from its own install folder (the
+    repository's `.venv`) and loads into the environment."""
+    for name in list(os.environ):
+        if name.startswith(_PLUGIN_ENV_PREFIXES):
+            del os.environ[name]
+    sdk_env_config.find_dotenv = lambda *args, **kwargs: os.devnull
 
 
 def config_for(emu: Emulator, **overrides: Any) -> dict[str, Any]:

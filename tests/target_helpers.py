@@ -124,3 +124,21 @@ def run_target(
 
 def profiles_by_email(emu: Emulator, database: str = "Warehouse") -> dict[str, dict[str, Any]]:
     return {p["fields"]["email"]: p for p in emu.store.profiles(database)}
+
+
+def copy_structure(emu: Emulator, source: str, name: str) -> int:
+    """A new, empty database with the fields, interests and collections of `source`."""
+    store = emu.store
+    original = store.database(source)
+    copy = store.add_database(name, f"Copy of {source}")
+    for spec in original.fields:
+        store.add_field(
+            "database", copy, spec.name, spec.type, spec.value, length=spec.length, index=spec.index
+        )
+    for interest in original.interests:
+        store.add_interest(copy, interest.name, interest.group)
+    for collection in store.collections_of(original):
+        new = store.add_collection(copy, collection.name)
+        for spec in collection.fields:
+            store.add_field("collection", new, spec.name, spec.type, spec.value, length=spec.length)
+    return copy

@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 
-from copernica_api.auth import AuthenticationRefusedError, CopernicaAuthenticator
+from copernica_api.auth import (
+    AuthenticationRefusedError,
+    AuthenticationUnavailableError,
+    CopernicaAuthenticator,
+)
+from copernica_api.settings import ClientSettings
 from tests.conftest import config_for
 from tests.emulator import Emulator
 from tests.singer import sync
@@ -91,3 +96,22 @@ def test_an_authentication_outage_is_waited_out(emulator: Emulator) -> None:
     auth = CopernicaAuthenticator(api_token=emulator.api_token, auth_url=emulator.auth_url)
     assert auth.current_jwt().count(".") == 2
     assert emulator.tokens_issued == 1
+
+
+@pytest.mark.parametrize("plugin", ["tap", "target"])
+def test_an_authentication_outage_is_retried_as_the_retry_settings_say(
+    emulator: Emulator, plugin: str
+) -> None:
+    """Both plugins build their authenticator from `ClientSettings`: `max_retries` and
+    `retry_initial_wait_ms` decide how long the authentication service is waited for."""
+    emulator.faults.auth_down_until = time.time() + 120
+    config = config_for(emulator, max_retries=2, retry_initial_wait_ms=50)
+    auth = ClientSettings.from_config(config).authenticator(user_agent=f"{plugin}-copernica")
+    started = time.monotonic()
+    with pytest.raises(AuthenticationUnavailableError) as caught:
+        auth.current_jwt()
+    assert time.monotonic() - started < 5, "not the former fixed 300 s"
+    tries = [r for r in emulator.requests if r.path.endswith("/authenticate")]
+    assert len(tries) == 3, "the first try and `max_retries` retries"
+    assert "3 tries" in str(caught.value)
+    assert "max_retries" in str(caught.value)

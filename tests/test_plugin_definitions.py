@@ -10,7 +10,13 @@ import yaml
 
 from tests.singer import REPO, script
 
-KINDS = {"string": "string", "integer": "integer", "number": "decimal", "array": "array"}
+KINDS = {
+    "string": "string",
+    "integer": "integer",
+    "number": "decimal",
+    "array": "array",
+    "boolean": "boolean",
+}
 
 
 def about(executable: str) -> dict[str, Any]:

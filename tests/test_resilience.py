@@ -102,7 +102,8 @@ def test_a_30_second_authentication_outage_mid_run_is_waited_out(
 
         emu.on_response(outage)
         started = time.monotonic()
-        config = config_for(emu, page_size=5, max_parallel_requests=1)
+        # Token requests follow the retry settings: 1, 2, 4, ... 32 s apart outlast 30 s.
+        config = config_for(emu, page_size=5, max_parallel_requests=1, retry_initial_wait_ms=1000)
         result = sync(config, streams=["profiles"])
         assert result.exit_code == 0
         assert time.monotonic() - started >= 28

@@ -22,6 +22,8 @@ PRIVATE_METHODS = [
     (Stream, "_write_record_message", ["record"]),
     (Stream, "_increment_stream_state", ["latest_record", "context"]),
     (Stream, "_write_state_message", []),
+    (Stream, "_write_activate_version_message", ["full_table_version"]),
+    (Stream, "_sync_records", ["context", "write_messages"]),
     (RESTStream, "_request", ["prepared_request", "context"]),
     (Target, "_process_state_message", ["message_dict"]),
     (Target, "_write_state_message", ["state"]),
@@ -49,6 +51,11 @@ def test_private_sdk_attributes_are_still_set() -> None:
     target_init = inspect.getsource(Target.__init__)
     for attribute in ("self._latest_state", "self._sinks_active", "self._sinks_to_clear"):
         assert attribute in target_init
+    # sync sends ACTIVATE_VERSION through the method sdk_compat holds back, then reads the
+    # records through the generator it wraps.
+    sync = inspect.getsource(Stream.sync)
+    assert "self._write_activate_version_message(" in sync
+    assert "self._sync_records(" in sync
     # drain_all emits the latest STATE through the overridable method sdk_compat hooks.
     assert "self._write_state_message(" in inspect.getsource(Target.drain_all)
 

@@ -3,7 +3,7 @@
 touches exactly the profiles with that key, and running it again creates nothing.
 
 The oracle is what a user expects of a key, not the emulator's code: the profiles whose key
-equals the record's case-insensitively (text and e-mail fields compare so, contract g.2).
+equals the record's case-insensitively (Copernica compares text and e-mail fields so).
 Copernica trims a selector expression, so the target writes keys without trailing blanks; a
 key longer than its field cannot be found again once cut, so it is rejected.
 """

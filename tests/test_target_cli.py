@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +108,13 @@ def test_input_that_is_not_a_singer_stream_stops_with_one_clear_line(
     assert "Traceback" not in result.stderr
     writes = [r for r in emulator.requests if r.method in ("PUT", "POST") and "/v4/" in r.path]
     assert writes == [], "nothing was written: no STATE covers the records before the bad line"
+
+
+def test_version_and_about_report_the_distributions_version() -> None:
+    shipped = version("tap-copernica")  # the distribution ships both plugins
+    out = subprocess.run(
+        [script("target-copernica"), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    assert f"target-copernica v{shipped}," in out
+    assert "could not be detected" not in out
+    assert about("target-copernica")["version"] == shipped

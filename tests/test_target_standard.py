@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import atexit
+import json
 import tempfile
+from importlib.resources import files
 from pathlib import Path
 
 from singer_sdk.testing import get_target_test_class
@@ -11,6 +13,7 @@ from singer_sdk.testing import get_target_test_class
 from target_copernica.target import TargetCopernica
 from tests.conftest import config_for
 from tests.emulator import Emulator
+from tests.target_helpers import run_target
 
 # The suite's classes are built at import time from a config, so the emulator starts here.
 _EMULATOR = Emulator(seed=5, profiles_per_database=5).start()
@@ -29,3 +32,23 @@ TestTargetCopernica = get_target_test_class(
         "rejected_records_path": str(_REJECTS),
     },
 )
+
+# The SDK's suite expects a record without a key property to end the load
+# (`MissingKeyPropertiesError`); this target rejects that record instead and loads the rest
+# (`tests/test_target_errors.py`). The same input, with that outcome:
+delattr(TestTargetCopernica, "test_target_record_missing_key_property")
+
+
+def test_target_record_missing_key_property_is_rejected(tmp_path: Path) -> None:
+    singer_file = files("singer_sdk.testing") / "target_test_streams"
+    lines = (singer_file / "record_missing_key_property.singer").read_text().splitlines()
+    config = {
+        **config_for(_EMULATOR),
+        "stream_routes": {"*": {"database": "SingerTests", "key_fields": ["id"]}},
+        "rejected_records_path": str(tmp_path / "rejected.jsonl"),
+    }
+    run = run_target(config, [json.loads(line) for line in lines])
+    assert run.exit_code == 0
+    (rejected,) = run.rejected
+    assert rejected["record"] == {"metric": 8214}
+    assert "['id']" in rejected["reason"]

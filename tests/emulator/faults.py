@@ -7,11 +7,19 @@ import re
 import threading
 from dataclasses import dataclass, field
 
-from .messages import Response, error_response, text_response
+from .messages import INVALID_METHOD, Response, error_response, text_response
 
+#: Permanent refusals, as an API host or account that lacks a resource answers it: the
+#: status and the API's message (e.g. `add("invalid_method", path=r"/minirules$")`).
+REFUSALS = {
+    "invalid_method": (400, INVALID_METHOD),
+    "forbidden403": (403, "Access to this resource is not allowed"),
+    "notfound404": (404, "Not found"),
+}
 FAULT_KINDS = frozenset(
     {"html503", "gateway504", "ratelimit429", "reset", "truncate", "expire_jwt", "slow"}
     | {"drop_after"}  # the request is handled, then the connection drops: the answer is lost
+    | set(REFUSALS)
 )
 SLOW_SECONDS = 2.0
 
@@ -110,6 +118,9 @@ def canned_response(kind: str) -> Response | None:
         return text_response(LOADBALANCER_PAGE, 503, "text/html")
     if kind == "gateway504":
         return text_response(LOADBALANCER_PAGE, 504, "text/html")
+    if kind in REFUSALS:
+        status, message = REFUSALS[kind]
+        return error_response(message, status)
     if kind == "ratelimit429":
         limited = error_response("Too many requests", 429)
         return Response(limited.status, limited.body, limited.content_type, (("Retry-After", "1"),))
