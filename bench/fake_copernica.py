@@ -1,6 +1,6 @@
 """A stripped, precomputed Copernica REST v4 server for benchmarks (stdlib only).
 
-Why not ``tests.emulator``: it renders every profile per request and filters with a scan of
+Why not ``copernica_emulator``: it renders every profile per request and filters with a scan of
 the whole store under one lock, so at 200,000 profiles the server, not the tap, would be
 measured (and seeding alone takes ~4 s per 20,000 profiles). This server builds each
 profile's JSON bytes once and answers a page with two bisects and one ``join``.

@@ -24,7 +24,7 @@ if [ -z "${TAP_COPERNICA_API_TOKEN:-}" ]; then
   echo "==> No TAP_COPERNICA_API_TOKEN set: starting the bundled Copernica emulator with demo data"
   emulator_log=$(mktemp)
   # stdlib only; --touch changes a few profiles at start, so a rerun has changes to pick up
-  "$PYTHON" -m tests.emulator --port 0 --profiles 500 --touch 5 >"$emulator_log" 2>&1 &
+  "$PYTHON" -m copernica_emulator --port 0 --profiles 500 --touch 5 >"$emulator_log" 2>&1 &
   emulator_pid=$!
   trap 'kill $emulator_pid 2>/dev/null || true; rm -f "$emulator_log"' EXIT
   for _ in $(seq 50); do grep -q '^api_token' "$emulator_log" && break; sleep 0.2; done

@@ -18,5 +18,5 @@ fi
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/mypy copernica_api tap_copernica target_copernica tests scripts
+.venv/bin/mypy copernica_api copernica_emulator tap_copernica target_copernica tests scripts
 .venv/bin/python -m pytest "$@"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import singer_sdk.configuration._dict_config as sdk_env_config
 
-from tests.emulator import Emulator
+from copernica_emulator import Emulator
 
 #: Settings a developer's shell or `.env` may hold for their own pipelines (the README's
 #: `meltano config set` writes `.env` in the repository root).

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from copernica_emulator import Emulator
 from target_copernica.target import TargetCopernica
 from tests.conftest import config_for
-from tests.emulator import Emulator
 
 CUSTOMER_SCHEMA: dict[str, Any] = {
     "type": "object",

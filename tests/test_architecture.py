@@ -513,3 +513,15 @@ def test_decoding_allowed_where_it_belongs(tmp_path: Path) -> None:
         {"target_copernica/reader.py": "import msgspec\nx = msgspec.json.decode(b'1')\n"},
     )
     assert check_response_decoding(root)
+
+
+def test_emulator_stands_alone() -> None:
+    """The emulator is built from the API docs, not from the client it tests: it imports
+    neither plugin nor `copernica_api`, and the plugins never import it."""
+    found = modules(packages=(CLIENT, TAP, TARGET, "copernica_emulator"))
+    problems = forbidden_imports(found, "copernica_emulator", PACKAGES) + [
+        problem
+        for package in PACKAGES
+        for problem in forbidden_imports(found, package, ("copernica_emulator",))
+    ]
+    assert not problems, "\n".join(problems)

@@ -14,8 +14,8 @@ from copernica_api.auth import (
     CopernicaAuthenticator,
 )
 from copernica_api.settings import ClientSettings
+from copernica_emulator import Emulator
 from tests.conftest import config_for
-from tests.emulator import Emulator
 from tests.singer import sync
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from copernica_emulator import Emulator
 from tests.conftest import config_for
-from tests.emulator import Emulator
 from tests.singer import run_cli, script
 
 TAP = script("tap-copernica")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulator import Emulator
+from copernica_emulator import Emulator
 from tests.singer import SyncResult, catalog_selecting, run_cli, script
 from tests.warehouse import PG_URL, fresh_schema, query, tap_to_postgres
 

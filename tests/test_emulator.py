@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.emulator import Emulator, RequestLog
+from copernica_emulator import Emulator, RequestLog
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 5
@@ -702,7 +702,17 @@ def test_on_response_hook_mutates_between_pages(fresh: Emulator) -> None:
 
 def test_cli_prints_urls_and_stops_on_sigterm() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.emulator", "--port", "0", "--profiles", "8", "--seed", "3"],
+        [
+            sys.executable,
+            "-m",
+            "copernica_emulator",
+            "--port",
+            "0",
+            "--profiles",
+            "8",
+            "--seed",
+            "3",
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,

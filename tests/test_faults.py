@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
+from copernica_emulator import Emulator
 from tests.conftest import config_for
-from tests.emulator import Emulator
 from tests.singer import SyncResult, sync
 
 # A read timeout costs a second each.

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from copernica_emulator import Emulator
 from tap_copernica.streams import ProfileStream
-from tests.emulator import Emulator
 from tests.singer import SyncResult, sync
 
 

@@ -13,12 +13,12 @@ import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
 from copernica_api.timeutil import parse_instant, to_api
+from copernica_emulator import Emulator
+from copernica_emulator.clock import format_local
+from copernica_emulator.mailings import add_emailing, add_event, data_of, statistics_json
 from tap_copernica.streams.mailings import EVENT_KINDS, MAILING_SPECS, PRODUCTS
 from tap_copernica.windows import WindowBookmark
 from tests.conftest import config_for
-from tests.emulator import Emulator
-from tests.emulator.clock import format_local
-from tests.emulator.mailings import add_emailing, add_event, data_of, statistics_json
 from tests.singer import SyncResult, sync
 
 TZ = ZoneInfo("Europe/Amsterdam")

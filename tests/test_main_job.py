@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from copernica_emulator import Emulator
 from tests.conftest import config_for
-from tests.emulator import Emulator
 from tests.singer import REPO
 from tests.warehouse import fresh_schema, query
 

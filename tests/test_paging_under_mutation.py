@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulator import Emulator, RequestLog
+from copernica_emulator import Emulator, RequestLog
 from tests.singer import sync
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from copernica_emulator import Emulator, RequestLog
 from tests.conftest import config_for
-from tests.emulator import Emulator, RequestLog
 from tests.singer import catalog_selecting, run_cli, script, sync
 
 # The SDK writes STATE every 10,000 records; a small account needs it more often to be killed

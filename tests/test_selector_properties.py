@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.emulator import Emulator
+from copernica_emulator import Emulator
 from tests.target_helpers import records, run_target, schema, target_config
 
 FIELD_LENGTH = 255

@@ -6,9 +6,9 @@ import atexit
 
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
+from copernica_emulator import Emulator
 from tap_copernica.tap import TapCopernica
 from tests.conftest import config_for
-from tests.emulator import Emulator
 
 # The suite's classes are built at import time from a config, so the emulator starts here.
 _EMULATOR = Emulator(seed=5, profiles_per_database=60).start()

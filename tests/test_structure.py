@@ -10,11 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
-from tap_copernica.streams.structure import ConditionsStream, add_months, months
-from tap_copernica.tap import TapCopernica
-from tests.conftest import config_for
-from tests.emulator import Emulator
-from tests.emulator.structure import (
+from copernica_emulator import Emulator
+from copernica_emulator.structure import (
     CONDITION_TYPES,
     Rule,
     consumption,
@@ -22,6 +19,9 @@ from tests.emulator.structure import (
     minirule_json,
     rule_json,
 )
+from tap_copernica.streams.structure import ConditionsStream, add_months, months
+from tap_copernica.tap import TapCopernica
+from tests.conftest import config_for
 from tests.singer import sync
 
 SELECTION_STREAMS = [

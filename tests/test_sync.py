@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from tests.emulator import Emulator
+from copernica_emulator import Emulator
 from tests.singer import sync
 
 CORE_STREAMS = [

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from copernica_emulator import Emulator
 from tests.conftest import config_for
-from tests.emulator import Emulator
 from tests.singer import catalog_selecting, run_cli, script
 
 TAP = script("tap-copernica")

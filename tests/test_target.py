@@ -11,10 +11,10 @@ import requests
 from singer_sdk.exceptions import ConfigValidationError
 
 from copernica_api.auth import CopernicaAuthenticator
+from copernica_emulator import Emulator
+from copernica_emulator.imports import KEY_ORDER_ERROR, registry
 from target_copernica import bulk_import
 from tests.conftest import config_for
-from tests.emulator import Emulator
-from tests.emulator.imports import KEY_ORDER_ERROR, registry
 from tests.singer import sync
 from tests.target_helpers import (
     CUSTOMER_SCHEMA,

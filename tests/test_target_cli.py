@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from copernica_emulator import Emulator
 from tests.conftest import config_for
-from tests.emulator import Emulator
 from tests.singer import REPO, run_cli, script
 from tests.target_helpers import (
     CUSTOMER_SCHEMA,

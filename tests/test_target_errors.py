@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulator import Emulator
+from copernica_emulator import Emulator
 from tests.singer import run_cli, script
 from tests.target_helpers import (
     CUSTOMER_SCHEMA,

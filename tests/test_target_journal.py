@@ -14,8 +14,8 @@ from typing import Any
 
 from singer_sdk import Target
 
+from copernica_emulator import Emulator
 from target_copernica.journal import InsertJournal
-from tests.emulator import Emulator
 from tests.target_helpers import add_warehouse, records, run_target, state, target_config
 from tests.test_target import customer_messages, customers
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from copernica_emulator import Emulator
 from tests.conftest import config_for
-from tests.emulator import Emulator
 from tests.singer import SyncResult, sync
 from tests.target_helpers import copy_structure, run_target, target_config
 

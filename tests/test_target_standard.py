@@ -10,9 +10,9 @@ from pathlib import Path
 
 from singer_sdk.testing import get_target_test_class
 
+from copernica_emulator import Emulator
 from target_copernica.target import TargetCopernica
 from tests.conftest import config_for
-from tests.emulator import Emulator
 from tests.target_helpers import run_target
 
 # The suite's classes are built at import time from a config, so the emulator starts here.

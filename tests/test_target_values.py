@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulator import Emulator
+from copernica_emulator import Emulator
 from tests.target_helpers import (
     add_warehouse,
     profiles_by_email,

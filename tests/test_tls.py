@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from copernica_emulator import Emulator
 from tests.conftest import config_for
-from tests.emulator import Emulator
 from tests.singer import SyncResult, run_cli, script
 from tests.target_helpers import add_warehouse
 

@@ -9,9 +9,9 @@ from typing import Any
 import jsonschema
 import pytest
 
+from copernica_emulator import Emulator
 from tap_copernica.streams.typed import unique_names
 from tap_copernica.tap import TapCopernica
-from tests.emulator import Emulator
 from tests.singer import catalog_selecting, sync
 from tests.warehouse import fresh_schema, query, tap_to_postgres
 

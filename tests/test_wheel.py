@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from copernica_emulator import Emulator
 from tests.conftest import config_for
-from tests.emulator import Emulator
 from tests.singer import REPO, run_cli
 from tests.test_sync import CORE_STREAMS, live_profiles, live_subprofiles
 

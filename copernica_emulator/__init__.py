@@ -7,7 +7,7 @@
         emu.on_response(lambda log: ...)           # runs before each answer is written
         emu.requests                               # RequestLog of everything handled
 
-CLI: ``python -m tests.emulator --port 8765 [--profiles N] [--seed S]``.
+CLI: ``python -m copernica_emulator --port 8765 [--profiles N] [--seed S]``.
 """
 
 from .emulator import Emulator

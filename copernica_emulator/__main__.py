@@ -1,4 +1,4 @@
-"""``python -m tests.emulator --port 8765 [--profiles N] [--seed S]``: serve until stopped."""
+"""``python -m copernica_emulator --port 8765 [--profiles N] [--seed S]``: serve until stopped."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .emulator import Emulator
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tests.emulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m copernica_emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument("--profiles", type=int, default=200, help="profiles per database")
