@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from copernica_api.timeutil import API_FORMAT, ZERO_TIMESTAMPS, api_to_iso, parse_instant
+from copernica_api.timeutil import (
+    API_FORMAT,
+    ZERO_TIMESTAMPS,
+    api_to_iso,
+    api_to_utc,
+    parse_instant,
+)
 
 Reader = Callable[[str, ZoneInfo], Any]
 Writer = Callable[[Any, ZoneInfo], str]
@@ -114,6 +120,16 @@ def _read_datetime(value: str, tz: ZoneInfo) -> str | None:
     return converted
 
 
+def _read_datetime_utc(value: str, tz: ZoneInfo) -> str | None:
+    text = value.strip()
+    if text in ZERO_TIMESTAMPS or text.startswith("0000-00-00"):
+        return None
+    converted = api_to_utc(text, tz)
+    if converted is None:
+        raise UnreadableValueError(value)
+    return converted
+
+
 def _write_datetime(value: Any, tz: ZoneInfo) -> str:
     if value is None or value == "" or _is_zero_date(value):
         return ""
@@ -137,6 +153,8 @@ _DATE = FieldType({"type": ["string", "null"], "format": "date"}, _read_date, _w
 _DATETIME = FieldType(
     {"type": ["string", "null"], "format": "date-time"}, _read_datetime, _write_datetime
 )
+#: `utc_timestamps`: the same schema and writer, read as UTC (`...Z`) instead of the offset.
+_DATETIME_UTC = FieldType(_DATETIME.schema, _read_datetime_utc, _write_datetime)
 
 #: Every type the API documents (restv4 POST database fields), plus product-doc names.
 FIELD_TYPES: dict[str, FieldType] = {
@@ -166,8 +184,14 @@ def field_type(name: str | None) -> FieldType:
 class FieldReader:
     """Reads the field values of one stream, counting what could not be read per field."""
 
-    def __init__(self, types: dict[str, str], tz: ZoneInfo) -> None:
+    def __init__(self, types: dict[str, str], tz: ZoneInfo, *, utc: bool = False) -> None:
+        """`utc`: date-times as UTC (`...Z`) rather than with the account's offset."""
         self._types = {name: field_type(kind) for name, kind in types.items()}
+        if utc:
+            self._types = {
+                name: _DATETIME_UTC if kind is _DATETIME else kind
+                for name, kind in self._types.items()
+            }
         self._tz = tz
         self.unreadable: Counter[str] = Counter()
         self.examples: dict[str, str] = {}

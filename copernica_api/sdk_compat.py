@@ -72,9 +72,13 @@ class CompatRESTStream(RESTStream[Any]):
 
     def send_state_now(self) -> None:
         """Send this stream's STATE now, after the records it covers (windowed streams
-        call it after each page; the SDK would wait for the end of the partition)."""
+        call it after each page; the SDK would wait for the end of the partition).
+
+        With `batch_config` the records wait in a file until its BATCH message, so the STATE
+        is left to the SDK, which sends it after each BATCH (tests/test_batch_route.py)."""
         self.state_manager.is_flushed = False
-        self._write_state_message()
+        if not self.config.get("batch_config"):
+            self._write_state_message()
 
     def state_changed(self) -> None:
         """Tell the SDK the STATE changed, so that it sends it at its next occasion."""

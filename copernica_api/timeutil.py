@@ -74,6 +74,49 @@ def _hour_offset(hour: str, tz: ZoneInfo) -> str | None:
     return parsed.isoformat()[19:]
 
 
+def api_to_utc(value: str | None, tz: ZoneInfo) -> str | None:
+    """API timestamp string to ISO 8601 in UTC (`...Z`); None/zero/unparseable to None.
+
+    The same instant as `api_to_iso` (the autumn hour that repeats taken as its first
+    occurrence), written for loaders that keep the wall time and drop the offset (the
+    `utc_timestamps` setting). Like `api_to_iso`, the conversion is looked up once per local
+    hour; zones whose offset is not whole hours take the slower general path.
+    """
+    if not isinstance(value, str):
+        return None
+    if len(value) == 19 and value[13] == ":" and value[16] == ":" and value[10] == " ":
+        hour = _utc_hour(value[:13], tz)
+        minutes, seconds = value[14:16], value[17:19]
+        if hour and minutes.isdigit() and seconds.isdigit() and minutes < "60" > seconds:
+            return f"{hour}:{minutes}:{seconds}Z"
+        if hour is None:
+            return None
+    try:
+        parsed = api_to_datetime(value, tz)
+    except ValueError:
+        return None
+    return None if parsed is None else parsed.astimezone(dt.timezone.utc).strftime(_UTC_FORMAT)
+
+
+_UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@lru_cache(maxsize=65536)
+def _utc_hour(hour: str, tz: ZoneInfo) -> str | None:
+    """'YYYY-MM-DDThh' in UTC for a local hour 'YYYY-MM-DD hh'; '' when the zone's offset is
+    not whole hours then (minutes shift too); None for a zero or invalid hour."""
+    try:
+        parsed = api_to_datetime(f"{hour}:00:00", tz)
+    except ValueError:
+        return None
+    if parsed is None:
+        return None
+    offset = parsed.utcoffset()
+    if offset is None or offset % dt.timedelta(hours=1):
+        return ""
+    return parsed.astimezone(dt.timezone.utc).strftime(_UTC_FORMAT)[:13]
+
+
 def parse_instant(value: str, tz: ZoneInfo) -> dt.datetime:
     """Parse an ISO 8601 date or date-time from config or state; naive values are in `tz`."""
     text = value.strip().replace("Z", "+00:00")

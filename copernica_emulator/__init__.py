@@ -7,7 +7,11 @@
         emu.on_response(lambda log: ...)           # runs before each answer is written
         emu.requests                               # RequestLog of everything handled
 
-CLI: ``python -m copernica_emulator --port 8765 [--profiles N] [--seed S]``.
+CLI: ``copernica-emulator serve --port 8765 [--profiles N] [--seed S]`` prints the plugins'
+settings; ``copernica-emulator delete-profile 7`` (``modify-profile``, ``insert-profiles``,
+``add-events``, ``add-field``) changes the running emulator's data (see ``cli.py``).
+``python -m copernica_emulator --port 8765 [--profiles N] [--seed S]`` is the older form (its
+``api_url``/``auth_url``/``api_token`` lines are parsed by scripts).
 """
 
 from .emulator import Emulator

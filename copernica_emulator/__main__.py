@@ -1,4 +1,8 @@
-"""``python -m copernica_emulator --port 8765 [--profiles N] [--seed S]``: serve until stopped."""
+"""``python -m copernica_emulator --port 8765 [--profiles N] [--seed S]``: serve until stopped.
+
+``python -m copernica_emulator COMMAND ...`` (``serve``, ``delete-profile``, ...) runs the
+``copernica-emulator`` console script's commands instead (see ``cli.py``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import sys
 import threading
 from types import FrameType
 
+from . import cli
 from .emulator import Emulator
 
 
@@ -38,7 +43,10 @@ def touch_profiles(emulator: Emulator, count: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments and arguments[0] in cli.COMMANDS:
+        return cli.main(arguments)
+    args = parse_args(arguments)
     emulator = Emulator(
         seed=args.seed,
         profiles_per_database=args.profiles,

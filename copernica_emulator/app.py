@@ -9,6 +9,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from . import control
 from .auth import AuthService
 from .context import ApiContext, ApiRequest
 from .faults import SLOW_SECONDS, FaultPlan, canned_response, truncated
@@ -65,9 +66,16 @@ class App:
         return random.Random(f"{self.seed}:{number}")
 
     def handle(self, incoming: Incoming) -> Outcome:
+        segments = [segment for segment in incoming.path.split("/") if segment]
+        if segments and segments[0] == control.PREFIX:
+            # The emulator's own controls: never faulted, never slowed down.
+            authorized = self._bearer_valid(incoming.authorization)
+            answer = control.handle(
+                incoming.method, segments, incoming.body, self.store, authorized=authorized
+            )
+            return Outcome(answer, authorized)
         if self.faults.latency_ms > 0:
             time.sleep(self.faults.latency_ms / 1000)
-        segments = [segment for segment in incoming.path.split("/") if segment]
         is_auth = segments == ["authenticate"]
         if is_auth and time.time() < self.faults.auth_down_until:
             return Outcome(canned_response("html503"), False)

@@ -5,6 +5,7 @@ Run with the target-duckdb plugin's Python (it has duckdb): `scripts/demo.sh` do
 
 from __future__ import annotations
 
+import os
 import sys
 
 import duckdb
@@ -20,16 +21,21 @@ def main(path: str, run_started_utc: str) -> None:
         ).fetchall()
     ]
     print(f"\nWarehouse {path} (schema copernica)\n")
-    print(f"{'table':<22}{'rows':>10}{'written this run':>20}")
-    total_written = 0
-    for table in tables:
-        rows = con.execute(f"SELECT count(*) FROM copernica.{table}").fetchone()[0]
-        written = con.execute(
-            f"SELECT count(*) FROM copernica.{table} WHERE _sdc_batched_at >= ?::TIMESTAMP",
-            [run_started_utc],
-        ).fetchone()[0]
-        total_written += written
-        print(f"{table:<22}{rows:>10}{written:>20}")
+    counts = [
+        (
+            table,
+            con.execute(f"SELECT count(*) FROM copernica.{table}").fetchone()[0],
+            con.execute(
+                f"SELECT count(*) FROM copernica.{table} WHERE _sdc_batched_at >= ?::TIMESTAMP",
+                [run_started_utc],
+            ).fetchone()[0],
+        )
+        for table in tables
+    ]
+    width = max([len("table"), *(len(table) for table in tables)]) + 2  # the longest name
+    print(f"{'table':<{width}}{'rows':>10}{'written this run':>20}")
+    for table, rows, written in counts:
+        print(f"{table:<{width}}{rows:>10}{written:>20}")
     profiles = con.execute(
         "SELECT count(*) FROM copernica.profiles WHERE _sdc_batched_at >= ?::TIMESTAMP",
         [run_started_utc],
@@ -46,11 +52,14 @@ def main(path: str, run_started_utc: str) -> None:
         print(f"\nIncremental run: {profiles} of {total} profiles were new or changed.")
     else:
         print(f"\nFull load: {total} profiles. Run the command again for an incremental run.")
-    print(
-        "\nQuery it, e.g.:\n"
-        f'  {sys.executable} -c "import duckdb; '
-        f"print(duckdb.connect('{path}').sql('select * from copernica.profiles limit 5'))\""
+    # One statement that keeps its connection open while it prints, with absolute paths: it
+    # runs from any directory (a relation printed after its connection closed fails).
+    query = "select * from copernica.profiles limit 5"
+    code = (
+        f"import duckdb; con = duckdb.connect({os.path.abspath(path)!r}, read_only=True); "
+        f"con.sql({query!r}).show()"
     )
+    print(f'\nQuery it, e.g.:\n  {os.path.abspath(sys.executable)} -c "{code}"')
 
 
 if __name__ == "__main__":

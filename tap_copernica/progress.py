@@ -9,6 +9,29 @@ import logging
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
+
+
+@dataclass
+class _Position:
+    """How far a stream is through a read whose size is known (an ID range, pages)."""
+
+    done: int
+    total: int
+    since: float  # when this read was first reported
+    done_then: int  # how far it was then
+
+
+def duration(seconds: float) -> str:
+    """`42 s`, `3 min 05 s`, `2 h 07 min`: an ETA a person reads at a glance."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 class RunProgress:
@@ -24,6 +47,8 @@ class RunProgress:
         self.pages: Counter[str] = Counter()
         self.requests: Counter[str] = Counter()
         self.retries: Counter[str] = Counter()
+        self._positions: dict[str, _Position] = {}
+        self._units: dict[str, str] = {}
 
     def request(self, stream: str, *, ok: bool) -> None:
         """A response arrived (a page when `ok`)."""
@@ -36,6 +61,31 @@ class RunProgress:
         """A request will be sent again."""
         with self._lock:
             self.retries[stream] += 1
+
+    def position(self, stream: str, done: int, total: int, unit: str = "ID range") -> None:
+        """The stream's current read is `done` of `total` (e.g. IDs of the range scanned):
+        progress lines then give a percentage and an ETA. A new total, or going backwards,
+        starts a new read (the next database's range)."""
+        now = time.monotonic()
+        with self._lock:
+            known = self._positions.get(stream)
+            if known is None or known.total != total or done < known.done:
+                self._positions[stream] = _Position(done, total, now, done)
+            else:
+                known.done = done
+            self._units[stream] = unit
+
+    def _eta(self, stream: str, now: float) -> str:
+        """`; 42 % of the ID range, about 3 min 05 s left` when the total is known."""
+        known = self._positions.get(stream)
+        if known is None or known.total <= 0:
+            return ""
+        share = min(known.done / known.total, 1.0)
+        text = f"; {share:.0%} of the {self._units[stream]}"
+        rate = (known.done - known.done_then) / max(now - known.since, 1e-9)
+        if share < 1 and rate > 0:
+            text += f", about {duration((known.total - known.done) / rate)} left"
+        return text
 
     def record(self, stream: str, count: int = 1) -> None:
         """Records were handed on to be emitted (always on the sync's own thread)."""
@@ -50,10 +100,11 @@ class RunProgress:
     def _log_progress(self, stream: str, now: float) -> None:
         elapsed = max(now - self._started, 1e-9)
         self._logger.info(
-            "Progress: %s %s records, %s pages; run total %s records in %.0f s (%s records/s).",
+            "Progress: %s %s records, %s pages%s; run total %s records in %.0f s (%s records/s).",
             stream,
             f"{self.records[stream]:,}",
             f"{self.pages[stream]:,}",
+            self._eta(stream, now),
             f"{sum(self.records.values()):,}",
             elapsed,
             f"{sum(self.records.values()) / elapsed:,.0f}",

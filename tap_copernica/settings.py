@@ -102,6 +102,16 @@ SETTINGS = th.PropertiesList(
         description="Seconds between progress lines (records, pages, rate) in the log.",
     ),
     th.Property(
+        "utc_timestamps",
+        th.BooleanType,
+        default=False,
+        description="Write every date-time of the records in UTC ('2024-07-01T08:00:00Z') "
+        "instead of the account's local time with its offset ('2024-07-01T10:00:00+02:00'). "
+        "The same instant either way; turn it on for loaders that drop the offset (e.g. "
+        "pipelinewise-target-postgres), which would otherwise store winter and summer wall "
+        "times in one column. Dates and bookmarks are unchanged.",
+    ),
+    th.Property(
         "fail_fast",
         th.BooleanType,
         default=False,
@@ -134,6 +144,8 @@ class TapSettings:
     max_parallel_requests: int
     progress_interval: int
     fail_fast: bool = False
+    #: date-times of records in UTC (`...Z`) instead of with the account's offset
+    utc_timestamps: bool = False
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TapSettings:
@@ -192,6 +204,7 @@ class TapSettings:
             max_parallel_requests=int(config.get("max_parallel_requests", 4)),
             progress_interval=int(config.get("progress_interval", 30)),
             fail_fast=bool(config.get("fail_fast", False)),
+            utc_timestamps=bool(config.get("utc_timestamps", False)),
         )
 
     def emailings_of(self, product: str) -> list[int] | None:

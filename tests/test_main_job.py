@@ -90,6 +90,14 @@ def test_demo_pipeline_loads_duckdb_then_runs_incrementally(project: Path) -> No
     assert tables["profile_ids"][0] == 875
     assert tables["subprofiles"][0] == tables["subprofile_ids"][0] > 0
     assert "Full load: 875 profiles" in first
+    assert re.search(r"^    Run summary: [0-9,]+ records", first, re.MULTILINE), "shown as it runs"
+    assert "Run summary:" in (project / "output/last-run.log").read_text(), "and in the full log"
+    # The query the demo suggests runs as printed, from any directory.
+    hint = first.strip().splitlines()[-1].strip()
+    assert hint.endswith('.show()"'), hint
+    shown = subprocess.run(hint, shell=True, cwd="/", capture_output=True, text=True, check=False)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "modified" in shown.stdout, shown.stdout
 
     second = demo()
     tables = table_rows(second)

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from singer_sdk import SchemaDirectory, StreamSchema
 
 from copernica_api.payloads import to_int
-from copernica_api.timeutil import api_to_iso
+from copernica_api.timeutil import api_to_iso, api_to_utc
 from tap_copernica.client import CopernicaStream
 from tap_copernica.paging import StartLimitPaginator
 from tap_copernica.schemas_dir import schema_dir
@@ -37,9 +37,9 @@ class RecordShape:
     timestamps: tuple[str, ...] = ()
     drop: tuple[str, ...] = ()
 
-    def apply(self, row: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
+    def apply(self, row: dict[str, Any], tz: ZoneInfo, *, utc: bool = False) -> dict[str, Any]:
         """Convert `row` in place (each value once) and return it; timestamps are the
-        account's local times (`tz`)."""
+        account's local times (`tz`), written with its offset or, with `utc`, in UTC."""
         if "ID" not in row and "id" in row:  # identity documents `ID`, its example has `id`
             row["ID"] = row.pop("id")
         for key in self.drop:
@@ -47,9 +47,10 @@ class RecordShape:
         for key in self.integers:
             if key in row:
                 row[key] = to_int(row[key])
+        convert = api_to_utc if utc else api_to_iso
         for key in self.timestamps:
             if key in row:
-                row[key] = api_to_iso(row[key], tz)
+                row[key] = convert(row[key], tz)
         return row
 
 
@@ -86,7 +87,7 @@ class ObjectStream(CopernicaStream):
         """Normalise IDs and timestamps (the API's strings) to typed values."""
         if self.selected:
             self.progress.record(self.name)
-        return self.spec.shape.apply(row, self.settings.tz)
+        return self.spec.shape.apply(row, self.settings.tz, utc=self.settings.utc_timestamps)
 
     def generate_child_contexts(
         self, record: dict, context: Context | None

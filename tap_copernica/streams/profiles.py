@@ -108,6 +108,7 @@ class ProfileStream(ObjectStream):
     _bookmark: ProfileBookmark
     _cursor: ProfileCursor
     _counted = False  # whether records count in the progress lines (the stream is selected)
+    _scan_range: tuple[int, int] | None = None  # the full load's (after, highest ID), for ETAs
     _extracted: dt.datetime | None = None  # when the page being emitted arrived
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
@@ -172,6 +173,9 @@ class ProfileStream(ObjectStream):
         def kept(row: dict) -> bool:
             return since is None or str(row.get("modified") or "") >= since
 
+        if rows and self._scan_range:  # how far through the ID range: progress with an ETA
+            low, high = self._scan_range
+            self.progress.position(self.name, min(int(rows[-1]["ID"]), high) - low, high - low)
         self._page_arrived(len(rows) if since is None else sum(map(kept, rows)))
         emitted = self._bookmark.emitted
         for row in rows:
@@ -220,6 +224,7 @@ class ProfileStream(ObjectStream):
             self.settings.max_parallel_requests,
         )
         fetched = time.perf_counter()
+        self._scan_range = (after, int(top[0]["ID"])) if top else None
         check_ascending(first, after, None)
         self._bookmark.page_served(server_now)
         yield from self._emit_scanned(first, server_now)
@@ -307,7 +312,7 @@ class ProfileStream(ObjectStream):
 
         Runs for every profile, so it is flat: progress is counted per page instead.
         """
-        record = self.build_record(self._shape.apply(row, self._tz))
+        record = self.build_record(self._shape.apply(row, self._tz, utc=self._utc))
         declared = self._declared
         return (
             record
@@ -330,6 +335,10 @@ class ProfileStream(ObjectStream):
     @cached_property
     def _tz(self) -> ZoneInfo:
         return self.settings.tz
+
+    @cached_property
+    def _utc(self) -> bool:
+        return self.settings.utc_timestamps
 
     # -- RECORD lines ------------------------------------------------------------------------
     def write_record_fast(self, record: dict[str, Any]) -> bool:

@@ -104,7 +104,9 @@ class TypedProfileStream(ProfileStream):
         self.table = table
         self._typed_schema = table.schema()
         self._columns = column_names((n for n, _ in table.fields), table.kind)
-        self._reader = FieldReader(dict(table.fields), services.settings.tz)
+        self._reader = FieldReader(
+            dict(table.fields), services.settings.tz, utc=services.settings.utc_timestamps
+        )
         super().__init__(
             tap, services, name=table.name, schema=self._typed_schema, path=generic.path
         )
