@@ -83,3 +83,39 @@ def test_the_installed_tap_syncs_exactly_through_faults_and_expiring_jwts(
         assert Counter(result.ids("profiles")) == Counter(list(live_profiles(emu)))
         assert Counter(result.ids("subprofiles")) == Counter(list(live_subprofiles(emu)))
         assert Counter(result.ids("profile_ids")) == Counter(list(live_profiles(emu)))
+
+
+def test_the_wheel_ships_the_emulator_as_a_command(installed: Path, tmp_path: Path) -> None:
+    """`copernica-emulator serve` from the installed wheel alone, outside the checkout, serves
+    an API the installed tap reads."""
+    server = subprocess.Popen(
+        [str(installed / "copernica-emulator"), "serve", "--port", "0", "--profiles", "5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert server.stdout is not None
+        settings: dict[str, str] = {}
+        for line in server.stdout:
+            if line.startswith("export TAP_COPERNICA_"):
+                name, _, value = line.removeprefix("export ").strip().partition("=")
+                settings[name.removeprefix("TAP_COPERNICA_").lower()] = value.strip("'\"")
+            if len(settings) == 3:
+                break
+        assert set(settings) == {"api_url", "auth_url", "api_token"}
+        config_file = tmp_path / "config.json"
+        config_file.write_text(json.dumps(settings))
+        result = subprocess.run(
+            [str(installed / "tap-copernica"), "--discover", "--config", str(config_file)],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "profiles_customers" in result.stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
