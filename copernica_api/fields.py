@@ -110,24 +110,23 @@ def _write_date(value: Any, tz: ZoneInfo) -> str:
     return dt.date.fromisoformat(text).isoformat()
 
 
-def _read_datetime(value: str, tz: ZoneInfo) -> str | None:
-    text = value.strip()
-    if text in ZERO_TIMESTAMPS or text.startswith("0000-00-00"):
-        return None
-    converted = api_to_iso(text, tz)
-    if converted is None:
-        raise UnreadableValueError(value)
-    return converted
+def _datetime_reader(convert: Callable[[str, ZoneInfo], str | None]) -> Reader:
+    """A date-time field's reader writing ISO 8601 with `convert` (offset, or UTC)."""
+
+    def read(value: str, tz: ZoneInfo) -> str | None:
+        text = value.strip()
+        if text in ZERO_TIMESTAMPS or text.startswith("0000-00-00"):
+            return None
+        converted = convert(text, tz)
+        if converted is None:
+            raise UnreadableValueError(value)
+        return converted
+
+    return read
 
 
-def _read_datetime_utc(value: str, tz: ZoneInfo) -> str | None:
-    text = value.strip()
-    if text in ZERO_TIMESTAMPS or text.startswith("0000-00-00"):
-        return None
-    converted = api_to_utc(text, tz)
-    if converted is None:
-        raise UnreadableValueError(value)
-    return converted
+_read_datetime = _datetime_reader(api_to_iso)
+_read_datetime_utc = _datetime_reader(api_to_utc)
 
 
 def _write_datetime(value: Any, tz: ZoneInfo) -> str:
