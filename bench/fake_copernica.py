@@ -1,4 +1,4 @@
-"""A stripped, precomputed Copernica REST v4 server for benchmarks (stdlib only).
+"""A stripped, precomputed Copernica REST v4 server for benchmarks (stdlib and the emulator).
 
 Why not ``copernica_emulator``: it renders every profile per request and filters with a scan of
 the whole store under one lock, so at 200,000 profiles the server, not the tap, would be
@@ -43,25 +43,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from copernica_emulator.seed import CUSTOMER_FIELDS
+
 MAX_LIMIT = 1000
-FIELDS: tuple[tuple[str, str, str], ...] = (
-    ("firstname", "text", ""),
-    ("lastname", "text", ""),
-    ("city", "text", ""),
-    ("email", "email", ""),
-    ("mobile", "phone_gsm", ""),
-    ("fax", "phone_fax", ""),
-    ("segment", "select", "gold\nsilver\nbronze"),
-    ("notes", "big", ""),
-    ("age", "integer", "0"),
-    ("loyalty_points", "integer", "0"),
-    ("score", "float", "0"),
-    ("birthdate", "date", ""),
-    ("last_order_date", "empty_date", ""),
-    ("signup_at", "datetime", ""),
-    ("last_login_at", "empty_datetime", ""),
-    ("account_ref", "foreign_key", "0"),
-)
+#: The same fields as the emulator's Customers database.
+FIELDS = CUSTOMER_FIELDS
 BENCH_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("email", "email", ""),
     ("firstname", "text", ""),

@@ -230,7 +230,17 @@ class CompatBatchSink(BatchSink):
             record=record, schema=self.schema, treatment=self.datetime_error_treatment
         )
 
+    def missing_key_properties(self, record: dict, missing: list[str]) -> None:
+        """Called when `record` lacks properties the SCHEMA lists in `key_properties`. The
+        SDK's behaviour by default: the whole load stops."""
+        super()._singer_validate_message(record)
+
     # -- the private overrides ------------------------------------------------------------
+    def _singer_validate_message(self, record: dict) -> None:
+        missing = [k for k in self.key_properties if k not in record]
+        if missing:
+            self.missing_key_properties(record, missing)
+
     def _remove_sdc_metadata_from_record(self, record: dict) -> None:
         if self.SDC_METADATA.isdisjoint(record):  # most records: one set operation, no pops
             return

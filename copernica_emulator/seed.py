@@ -37,6 +37,26 @@ FIRST_NAMES = (
     "Thijs",
     "Vera",
 )
+#: The Customers database's fields: (name, type, default), one of every documented type.
+CUSTOMER_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("firstname", "text", ""),
+    ("lastname", "text", ""),
+    ("city", "text", ""),
+    ("email", "email", ""),
+    ("mobile", "phone_gsm", ""),
+    ("fax", "phone_fax", ""),
+    ("segment", "select", "gold\nsilver\nbronze"),
+    ("notes", "big", ""),
+    ("age", "integer", "0"),
+    ("loyalty_points", "integer", "0"),
+    ("score", "float", "0"),
+    ("birthdate", "date", ""),
+    ("last_order_date", "empty_date", ""),
+    ("signup_at", "datetime", ""),
+    ("last_login_at", "empty_datetime", ""),
+    ("account_ref", "foreign_key", "0"),
+)
+
 LAST_NAMES = (
     "Jansen",
     "de Vries",
@@ -123,24 +143,7 @@ class Seeder:
         store = self.store
         created = self.stamp(self.start - 30 * DAY)
         customers = store.add_database("Customers", "Webshop customers", created)
-        for name, ftype, value in (
-            ("firstname", "text", ""),
-            ("lastname", "text", ""),
-            ("city", "text", ""),
-            ("email", "email", ""),
-            ("mobile", "phone_gsm", ""),
-            ("fax", "phone_fax", ""),
-            ("segment", "select", "gold\nsilver\nbronze"),
-            ("notes", "big", ""),
-            ("age", "integer", "0"),
-            ("loyalty_points", "integer", "0"),
-            ("score", "float", "0"),
-            ("birthdate", "date", ""),
-            ("last_order_date", "empty_date", ""),
-            ("signup_at", "datetime", ""),
-            ("last_login_at", "empty_datetime", ""),
-            ("account_ref", "foreign_key", "0"),
-        ):
+        for name, ftype, value in CUSTOMER_FIELDS:
             store.add_field("database", customers, name, ftype, value, index=name == "email")
         for interest in ("news", "offers", "events"):
             store.add_interest(customers, interest, "mail")

@@ -95,7 +95,6 @@ class CopernicaSink(CompatBatchSink):
         self.route = settings.route_for(self.stream_name)
         self.summary = services.summaries.for_stream(self.stream_name)
         self._invalid_reason: str | None = None
-        self._keyless: tuple[dict, str] | None = None  # see `preprocess_record`
         self._seq = 0
         database = registry.database(self.route.database, self.route.origin)
         parent = None
@@ -181,28 +180,17 @@ class CopernicaSink(CompatBatchSink):
             if isinstance(prop, dict) and not is_date_like(prop)
         )
 
-    def preprocess_record(self, record: dict, context: dict) -> dict:
+    def missing_key_properties(self, record: dict, missing: list[str]) -> None:
         """A record without a property the SCHEMA lists in `key_properties` is rejected in
-        `process_record`, like one whose key is empty (the SDK's check after this hook would
-        end the whole load): it goes on with the missing properties as null."""
-        missing = [k for k in self.key_properties if k not in record]
-        if not missing:
-            return record
-        self._keyless = (
-            record,
+        `process_record`, like one whose key is empty (the SDK would end the whole load)."""
+        self._invalid_reason = (
             f"key propert{'y' if len(missing) == 1 else 'ies'} {missing} (the stream's "
-            f"`key_properties`) missing from the record",
+            f"`key_properties`) missing from the record"
         )
-        return {**record, **dict.fromkeys(missing)}
 
     def process_record(self, record: dict, context: dict) -> None:
         """Map the record now (so rejects are found early); the write waits for the batch."""
         self._seq += 1
-        if self._keyless is not None:
-            original, reason = self._keyless
-            self._keyless = self._invalid_reason = None
-            self.reject_record(original, reason)
-            return
         if self._invalid_reason is not None:
             self.reject_record(record, self._invalid_reason)
             self._invalid_reason = None

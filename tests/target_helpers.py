@@ -95,6 +95,11 @@ class TargetRun:
         return dict(self.target.summaries.for_stream(stream).counts)
 
 
+def singer_lines(messages: list[dict[str, Any]]) -> str:
+    """Singer messages as the target reads them: one JSON object a line."""
+    return "".join(json.dumps(m) + "\n" for m in messages)
+
+
 def run_target(
     config: dict[str, Any], messages: list[dict[str, Any]], *, catch: bool = False
 ) -> TargetRun:
@@ -103,7 +108,7 @@ def run_target(
     With `catch`, a failure of the run is returned in `error` instead of raised."""
     logging.getLogger("target_copernica").setLevel(logging.INFO)  # as the CLI does
     target = TargetCopernica(config=config, validate_config=True)
-    stdin = io.StringIO("".join(json.dumps(m) + "\n" for m in messages))
+    stdin = io.StringIO(singer_lines(messages))
     out = io.StringIO()
     exit_code = 0
     error: BaseException | None = None

@@ -29,6 +29,7 @@ PRIVATE_METHODS = [
     (Target, "_write_state_message", ["state"]),
     (Sink, "_remove_sdc_metadata_from_record", ["record"]),
     (Sink, "_validate_and_parse", ["record"]),
+    (Sink, "_singer_validate_message", ["record"]),
     (Sink, "_parse_timestamps_in_record", ["record", "schema", "treatment"]),
 ]
 

@@ -20,6 +20,7 @@ import pytest
 from copernica_emulator import Emulator
 from tests.conftest import config_for
 from tests.singer import REPO, sync
+from tests.target_helpers import singer_lines
 
 VENV = REPO / ".tools" / "snowflake"
 PYTHON = VENV / "bin" / "python"
@@ -66,7 +67,7 @@ def load(python: Path, tmp: Path, messages: list[dict[str, Any]]) -> subprocess.
     return subprocess.run(
         [python, SHIM, tmp / "db", "--config", config],
         check=False,
-        input="".join(json.dumps(m) + "\n" for m in messages),
+        input=singer_lines(messages),
         capture_output=True,
         text=True,
         env=env,

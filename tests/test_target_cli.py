@@ -19,6 +19,7 @@ from tests.target_helpers import (
     add_warehouse,
     records,
     schema,
+    singer_lines,
     state,
     target_config,
 )
@@ -45,7 +46,7 @@ def test_cli_loads_reports_and_exits_2_on_rejects_without_leaking_secrets(
             [],
             config=config,
             tmp_path=tmp_path,
-            stdin="".join(json.dumps(m) + "\n" for m in messages),
+            stdin=singer_lines(messages),
         )
         assert result.exit_code == 2
         assert result.states == [{"bookmarks": {"customers": "x"}}]

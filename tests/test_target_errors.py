@@ -3,7 +3,6 @@ record instead of a failed load."""
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from pathlib import Path
@@ -20,13 +19,10 @@ from tests.target_helpers import (
     records,
     run_target,
     schema,
+    singer_lines,
     state,
     target_config,
 )
-
-
-def _stdin(messages: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps(m) + "\n" for m in messages)
 
 
 def _messages(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -61,7 +57,7 @@ def test_an_unknown_database_ends_the_run_in_one_line_listing_the_databases(
             [],
             config=config,
             tmp_path=tmp_path,
-            stdin=_stdin(_messages(rows)),
+            stdin=singer_lines(_messages(rows)),
         )
         assert result.exit_code == 1
         assert "Traceback" not in result.stderr
@@ -86,7 +82,7 @@ def test_an_unknown_collection_lists_the_collections(tmp_path: Path) -> None:
             [],
             config=config,
             tmp_path=tmp_path,
-            stdin=_stdin(_messages([{"email": "a@example.nl"}])),
+            stdin=singer_lines(_messages([{"email": "a@example.nl"}])),
         )
         assert result.exit_code == 1
         assert "Traceback" not in result.stderr
@@ -147,7 +143,7 @@ def test_an_unreachable_authentication_service_ends_in_one_line_as_retries_say(
             [],
             config=config,
             tmp_path=tmp_path,
-            stdin=_stdin(_messages([{"email": "a@example.nl"}])),
+            stdin=singer_lines(_messages([{"email": "a@example.nl"}])),
             timeout=60,
         )
         assert time.monotonic() - started < 30

@@ -3,7 +3,6 @@ documented short form of a route (`stream_routes: {stream: Database}`)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,10 @@ from tests.target_helpers import (
     add_warehouse,
     records,
     schema,
+    singer_lines,
     state,
     target_config,
 )
-
-
-def _stdin(messages: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps(m) + "\n" for m in messages)
 
 
 def _customers(stream: str = "customers") -> list[dict[str, Any]]:
@@ -53,7 +49,7 @@ def test_cli_takes_database_ids_as_numbers_and_routes_as_a_database(
             [],
             config=config,
             tmp_path=tmp_path,
-            stdin=_stdin(_customers()),
+            stdin=singer_lines(_customers()),
         )
         assert result.exit_code == 0, result.stderr[-2000:]
         assert "is not of type" not in result.stderr
@@ -84,7 +80,11 @@ def test_cli_takes_route_database_and_collection_ids_as_numbers(tmp_path: Path) 
             state({"bookmarks": {"orders": 1}}),
         ]
         result = run_cli(
-            script("target-copernica"), [], config=config, tmp_path=tmp_path, stdin=_stdin(messages)
+            script("target-copernica"),
+            [],
+            config=config,
+            tmp_path=tmp_path,
+            stdin=singer_lines(messages),
         )
         assert result.exit_code == 0, result.stderr[-2000:]
         assert "Stream 'orders': inserted=1" in result.stderr

@@ -16,7 +16,7 @@ import pytest
 from copernica_emulator import Emulator
 from tests.conftest import config_for
 from tests.singer import SyncResult, run_cli, script
-from tests.target_helpers import add_warehouse
+from tests.target_helpers import add_warehouse, singer_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = [ROOT / "tap_copernica", ROOT / "target_copernica"]
@@ -91,7 +91,7 @@ def run_target_cli(emu: Emulator, tmp_path: Path, env: dict[str, str]) -> SyncRe
         config={**config_for(emu), "database": "Warehouse"},
         tmp_path=tmp_path,
         env=env,
-        stdin="".join(json.dumps(m) + "\n" for m in messages),
+        stdin=singer_lines(messages),
     )
 
 
