@@ -10,7 +10,10 @@ Tap section: the raw floor (`bench/raw_floor.py`: requests + json, keyset pages,
 RECORD line per profile) and `tap-copernica` with a catalog that selects only `profiles`,
 first without latency (N profiles), then with `--latency-ms` per request (a smaller
 database of `--latency-n` profiles, 100,000 by default: large enough that paging, not the
-fixed startup, sets the ratio), `max_parallel_requests` 1, 4 and 8.
+fixed startup, sets the ratio), `max_parallel_requests` 1, 4 and 8. Both also as a first
+sync from an early `start_date` (every request filtered by the API on `modified` too), and
+through the typed `profiles_<name>` stream from that date; the goals compare the parallel
+runs under latency with the serial raw client.
 Target section: `target-copernica` writing N records through the bulk import path and the
 API path, without latency and with `--target-latency-ms`.
 
@@ -45,6 +48,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PYTHON = sys.executable
 TAP_DB, SMALL_DB, BENCH_DB, EMPTY_DB = "1", "2", "3", "4"
+#: The tap's first sync from a start date: early, so every profile is read (the output check
+#: holds), each request filtered by the API on `modified` as well.
+TAP_START_DATE = "2000-01-01T00:00:00Z"
 TIME_BIN = "/usr/bin/time" if Path("/usr/bin/time").exists() else ""
 
 
@@ -178,8 +184,10 @@ class TapBench:
         self.info = server.call("info")["databases"]
         self.catalog: Path | None = None
         self.catalog_error = ""
+        # database -> a catalog selecting only its typed `profiles_<name>` stream
+        self.typed_catalogs: dict[str, Path] = {}
 
-    def config(self, database: str, parallel: int | None) -> Path:
+    def config(self, database: str, parallel: int | None, start_date: str | None = None) -> Path:
         cfg: dict[str, Any] = {
             "api_token": self.server.api_token,
             "api_url": self.server.api_url,
@@ -189,9 +197,40 @@ class TapBench:
         }
         if parallel is not None:
             cfg["max_parallel_requests"] = parallel
-        path = self.work / f"tap-{database}-{parallel}.json"
+        if start_date:
+            cfg["start_date"] = start_date
+        path = self.work / f"tap-{database}-{parallel}-{bool(start_date)}.json"
         path.write_text(json.dumps(cfg))
         return path
+
+    def discover_typed(self, database: str) -> str:
+        """A catalog selecting only the database's typed stream; the stream's name, or why
+        there is none."""
+        out = self.work / f"discovered-{database}.json"
+        with out.open("wb") as handle:
+            code, _, _, _, _ = run_child(
+                [*self.tap_cmd, "--config", str(self.config(database, None)), "--discover"],
+                stdout=handle,
+            )
+        if code != 0:
+            return f"typed discovery failed (exit {code})"
+        catalog = json.loads(out.read_text())
+        typed = [
+            s["tap_stream_id"]
+            for s in catalog.get("streams", [])
+            if str(s.get("tap_stream_id")).startswith("profiles_")
+        ]
+        if len(typed) != 1:
+            return f"no single typed profiles stream for database {database}: {typed}"
+        for stream in catalog["streams"]:
+            chosen = stream.get("tap_stream_id") == typed[0]
+            stream["selected"] = chosen
+            for entry in stream.get("metadata", []):
+                if entry.get("breadcrumb") == []:
+                    entry.setdefault("metadata", {})["selected"] = chosen
+        self.typed_catalogs[database] = self.work / f"catalog-{database}.json"
+        self.typed_catalogs[database].write_text(json.dumps(catalog))
+        return typed[0]
 
     def discover(self) -> None:
         out = self.work / "discovered.json"
@@ -218,7 +257,17 @@ class TapBench:
         self.catalog = self.work / "catalog.json"
         self.catalog.write_text(json.dumps(catalog))
 
-    def run(self, kind: str, database: str, parallel: int | None = None) -> Run:
+    def run(
+        self,
+        kind: str,
+        database: str,
+        parallel: int | None = None,
+        *,
+        start_date: str | None = None,
+        typed: bool = False,
+    ) -> Run:
+        """One run: `kind` "floor" (the raw client) or "tap" (the generic `profiles` stream,
+        or with `typed` the database's `profiles_<name>`; from `start_date` when given)."""
         expected = self.info[database]
         out = self.work / "out.jsonl"
         if kind == "floor":
@@ -235,14 +284,15 @@ class TapBench:
                 database,
             ]
         else:
-            if self.catalog is None:
-                return Run(False, 0, 0, 0, 0, self.catalog_error)
+            catalog = self.typed_catalogs.get(database) if typed else self.catalog
+            if catalog is None:
+                return Run(False, 0, 0, 0, 0, self.catalog_error or "no typed catalog")
             cmd = [
                 *self.tap_cmd,
                 "--config",
-                str(self.config(database, parallel)),
+                str(self.config(database, parallel, start_date)),
                 "--catalog",
-                str(self.catalog),
+                str(catalog),
             ]
         self.server.reset()
         with out.open("wb") as handle:
@@ -261,8 +311,10 @@ class TapBench:
                 )
         out.unlink(missing_ok=True)
         label = kind if parallel is None else f"{kind} p={parallel}"
+        label += " typed" if typed else ""
+        label += " start_date" if start_date else ""
         self.log(
-            f"  {label:<14} db {database}: {seconds:7.2f} s  {rss:6.1f} MB  "
+            f"  {label:<26} db {database}: {seconds:7.2f} s  {rss:6.1f} MB  "
             f"{result.requests} requests" + ("" if result.ok else f"  FAILED {result.error}")
         )
         return result
@@ -580,7 +632,12 @@ def main(argv: list[str] | None = None) -> int:
         help="target: records through the API path under latency",
     )
     parser.add_argument("--target-latency-ms", type=float, default=20)
-    parser.add_argument("--sections", default="tap,target", help="comma-separated: tap, target")
+    parser.add_argument(
+        "--sections",
+        default="tap,target",
+        help="comma-separated: tap, target, account (the whole account on the emulator, "
+        "bench/account.py; not in the default: a first sync at 100 ms takes minutes)",
+    )
     parser.add_argument(
         "--reps", type=int, default=3, help="runs per variant (the median is shown)"
     )
@@ -637,6 +694,15 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
 
     text = report(rows, notes, goals, args, server.seconds)
+    account_json: dict[str, Any] | None = None
+    if "account" in sections:
+        # bench/account.py, loaded only when asked for (it builds the emulator)
+        from account import section as account_section  # noqa: PLC0415
+
+        account_text, account_json = account_section(
+            quick=args.quick, latency_ms=args.latency_ms, log=log
+        )
+        text += "\n" + account_text
     sys.stdout.write(text)
     if args.out:
         Path(args.out).write_text(text)
@@ -649,6 +715,7 @@ def main(argv: list[str] | None = None) -> int:
                     "versions": versions(),
                     "revision": git_revision(),
                     "rows": [{**asdict(r), "rate": r.rate, "ok": r.ok} for r in rows],
+                    **({"account": account_json} if account_json is not None else {}),
                 },
                 indent=1,
             )
@@ -670,21 +737,34 @@ def tap_section(
     if bench.catalog_error:
         notes.append(f"tap-copernica: {bench.catalog_error}")
         log(f"  tap-copernica: {bench.catalog_error}")
+    typed_names = {db: bench.discover_typed(db) for db in (TAP_DB, SMALL_DB)}
+    for db, name in typed_names.items():
+        if db not in bench.typed_catalogs:
+            notes.append(f"tap-copernica typed stream: {name}")
+    start = TAP_START_DATE
     rows: list[Row] = []
     log(f"tap, no latency, N={args.n:,} ({args.reps} runs each, interleaved)")
     floor = Row("tap", "raw floor (requests + json)", args.n, 0, [])
     tap1 = Row("tap", "tap-copernica max_parallel_requests=1", args.n, 0, [])
     tap4 = Row("tap", "tap-copernica max_parallel_requests=4 (default)", args.n, 0, [])
-    variants = (
-        [(floor, "floor", None), (tap4, "tap", 4)]
-        if args.quick
-        else [(floor, "floor", None), (tap1, "tap", 1), (tap4, "tap", 4)]
+    since4 = Row("tap", f"tap-copernica start_date {start} p=4", args.n, 0, [])
+    typed4 = Row(
+        "tap", f"tap-copernica {typed_names[TAP_DB]} start_date {start} p=4", args.n, 0, []
     )
+    variants: list[tuple[Row, str, int | None, dict[str, Any]]] = [
+        (floor, "floor", None, {}),
+        (tap1, "tap", 1, {}),
+        (tap4, "tap", 4, {}),
+        (since4, "tap", 4, {"start_date": start}),
+        (typed4, "tap", 4, {"start_date": start, "typed": True}),
+    ]
+    if args.quick:
+        variants = [v for v in variants if v[0] is not tap1]
     for _ in range(args.reps):  # round-robin, so machine noise lands on every variant alike
-        for row, kind, parallel in variants:
+        for row, kind, parallel, options in variants:
             if not row.runs or row.ok:
-                row.runs.append(bench.run(kind, TAP_DB, parallel))
-    rows += [row for row, _, _ in variants]
+                row.runs.append(bench.run(kind, TAP_DB, parallel, **options))
+    rows += [row for row, _, _, _ in variants]
     if not args.quick:
         rows.append(
             Row(
@@ -698,32 +778,60 @@ def tap_section(
 
     server.latency(args.latency_ms)
     log(f"tap, {args.latency_ms:g} ms per request, N={args.latency_n:,}")
-    lat_floor = Row(
-        "tap", "raw floor (requests + json), serial", args.latency_n, args.latency_ms, []
-    )
-    lat = {
-        p: Row(
-            "tap", f"tap-copernica max_parallel_requests={p}", args.latency_n, args.latency_ms, []
-        )
-        for p in ((1, 8) if args.quick else (1, 4, 8))
+    n, ms = args.latency_n, args.latency_ms
+    lat_floor = Row("tap", "raw floor (requests + json), serial", n, ms, [])
+    lat = {p: Row("tap", f"tap-copernica max_parallel_requests={p}", n, ms, []) for p in (1, 4, 8)}
+    lat_since = {
+        p: Row("tap", f"tap-copernica start_date {start} p={p}", n, ms, []) for p in (4, 8)
     }
+    lat_typed = {
+        p: Row("tap", f"tap-copernica {typed_names[SMALL_DB]} start_date {start} p={p}", n, ms, [])
+        for p in (4, 8)
+    }
+    lat_variants: list[tuple[Row, str, int | None, dict[str, Any]]] = [
+        (lat_floor, "floor", None, {}),
+        *((row, "tap", p, {}) for p, row in lat.items()),
+        *((row, "tap", p, {"start_date": start}) for p, row in lat_since.items()),
+        *((row, "tap", p, {"start_date": start, "typed": True}) for p, row in lat_typed.items()),
+    ]
+    if args.quick:
+        lat_variants = [v for v in lat_variants if v[2] != 4]
     for _ in range(args.reps):
-        if not lat_floor.runs or lat_floor.ok:
-            lat_floor.runs.append(bench.run("floor", SMALL_DB))
-        for p, row in lat.items():
+        for row, kind, parallel, options in lat_variants:
             if not row.runs or row.ok:
-                row.runs.append(bench.run("tap", SMALL_DB, p))
+                row.runs.append(bench.run(kind, SMALL_DB, parallel, **options))
     server.latency(0)
-    rows += [lat_floor, *lat.values()]
+    rows += [row for row, _, _, _ in lat_variants]
 
     goals.append(
         goal(f"tap, no latency ≥ 0.8 {X} raw floor (default settings)", ratio(tap4, floor), 0.8)
     )
     goals.append(
+        goal(
+            f"tap, no latency, typed stream from start_date ≥ 0.8 {X} raw floor",
+            ratio(typed4, floor),
+            0.8,
+        )
+    )
+    goals.append(
         goal(f"tap, {args.latency_ms:g} ms: p=4 ≥ 3.5 {X} p=1", ratio(lat.get(4), lat[1]), 3.5)
     )
     goals.append(goal(f"tap, {args.latency_ms:g} ms: p=8 ≥ 5 {X} p=1", ratio(lat[8], lat[1]), 5.0))
-    same = lat.get(4) or lat[8]
+    for family, by_p in (
+        ("full load", lat),
+        ("first sync from start_date", lat_since),
+        ("typed stream from start_date", lat_typed),
+    ):
+        for p, threshold in ((4, 3.5), (8, 5.0)):
+            goals.append(
+                goal(
+                    f"tap, {args.latency_ms:g} ms, {family}: p={p} ≥ {threshold:g} {X} "
+                    "the serial raw client",
+                    ratio(by_p.get(p), lat_floor),
+                    threshold,
+                )
+            )
+    same = lat[4] if lat[4].runs else lat[8]
     small_rss = same.rss if same.ok else None
     big_rss = tap4.rss if tap4.ok else None
     if small_rss and big_rss:

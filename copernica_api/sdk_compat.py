@@ -14,8 +14,10 @@ in the comments below).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Generator, Iterable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -58,6 +60,8 @@ class CompatRESTStream(RESTStream[Any]):
     #: accepted it: the stream then emits nothing more (later partitions are skipped, no
     #: ACTIVATE_VERSION) while the other streams go on.
     failure: Exception | None = None
+    #: Whether this run skipped the whole stream (`skip_context(None)`).
+    skipped: bool = False
     _pending_version: int | None = None
 
     @property
@@ -80,6 +84,21 @@ class CompatRESTStream(RESTStream[Any]):
         if not self.config.get("batch_config"):
             self._write_state_message()
 
+    def context_state_if_any(self, context: Context | None) -> dict[str, Any] | None:
+        """The STATE entry of `context` (None: the stream's) when there is one, else None;
+        unlike the SDK's `get_context_state`, it creates none (planning a request must not
+        add an entry the run's STATE would then carry: tests/test_partitions_parallel.py)."""
+        entry = self.tap_state.get("bookmarks", {}).get(self.name)
+        if not isinstance(entry, dict):
+            return None
+        partition = self.state_manager.get_state_partition_context(context)
+        if not partition:
+            return entry
+        for candidate in entry.get("partitions", ()):
+            if isinstance(candidate, dict) and candidate.get("context") == partition:
+                return candidate
+        return None
+
     def state_changed(self) -> None:
         """Tell the SDK the STATE changed, so that it sends it at its next occasion."""
         self.state_manager.is_flushed = False
@@ -95,6 +114,32 @@ class CompatRESTStream(RESTStream[Any]):
         (the default, as in the SDK)."""
         return False
 
+    # -- a run in parts (tests/test_request_budget.py) --------------------------------------
+    def before_send(self, prepared: requests.PreparedRequest, context: Context | None) -> None:
+        """Called just before each try of a request goes on the wire (not for a response
+        read ahead and taken); raise to keep it from being sent. Nothing by default."""
+
+    def skip_context(self, context: Context | None) -> bool:
+        """Whether to read nothing for `context` (None: the whole stream) in this run, e.g.
+        because an earlier run read it to its end. False by default."""
+        return False
+
+    def context_read(self, context: Context | None) -> None:
+        """Called once the records of `context` (None: the whole stream) were all read
+        (this stream's own; a child stream may have stopped). Nothing by default."""
+
+    def table_version(self, version: int) -> int:
+        """The version of this run's full table (`version`: the SDK's, the time the stream
+        started), sent with ACTIVATE_VERSION and every RECORD. A run in parts keeps the one
+        of its first part, so that one ACTIVATE_VERSION covers the records of all parts."""
+        return version
+
+    @property
+    def partitions_one_by_one(self) -> bool:
+        """Whether the stream's partitions are read one `_sync_records` call each, so that
+        `skip_context` and `context_read` see each partition (False: the SDK's loop)."""
+        return False
+
     def send_pending_activate_version(self) -> None:
         """Send the ACTIVATE_VERSION held back by `activate_version_after_records` (once;
         never for a stream whose records failed)."""
@@ -105,17 +150,42 @@ class CompatRESTStream(RESTStream[Any]):
     def finalize_state_progress_markers(self, state: dict | None = None) -> None:
         """The SDK's end of a stream, except that a stream whose records failed keeps its
         bookmark where it was: promoting its progress markers would skip what it missed."""
-        if self.failure is None or state:
+        if (self.failure is None and not self.skipped) or state:
             super().finalize_state_progress_markers(state)
             return
         for child in self.child_streams:
             if child.selected:
                 child.finalize_state_progress_markers()
 
-    def retrying_request(self) -> Callable[[requests.PreparedRequest, Context | None], Any]:
+    def retrying_request(
+        self, *, served: bool = True
+    ) -> Callable[[requests.PreparedRequest, Context | None], Any]:
         """The SDK's own request call wrapped in its retry decorator, as its paging loop
-        does, for readers that send requests outside that loop (several at once)."""
-        return self.request_decorator(self._request)
+        does, for readers that send requests outside that loop (several at once). With
+        `served` False the request is always sent (`serve_prefetched` is not asked): the
+        call that reads a response ahead."""
+        return self.request_decorator(self._request if served else self._send_request)
+
+    def serve_prefetched(self, prepared: requests.PreparedRequest) -> requests.Response | None:
+        """A response already read for exactly this request (or raise the error that ended
+        it), or None to send it. Asked before every request, also in the SDK's loop."""
+        return None
+
+    def request_slot(self) -> AbstractContextManager[object]:
+        """Held while one request is on the wire (bounds the requests in flight)."""
+        return contextlib.nullcontext()
+
+    def records_ahead(self, context: Context | None) -> AbstractContextManager[object]:
+        """Entered around this stream's record loop for `context` (None: every partition),
+        e.g. to read the partitions' first requests ahead. Nothing by default."""
+        return contextlib.nullcontext()
+
+    def _send_request(
+        self, prepared_request: requests.PreparedRequest, context: Context | None
+    ) -> requests.Response:
+        with self.request_slot():
+            self.before_send(prepared_request, context)
+            return super()._request(prepared_request, context)
 
     # -- the private overrides ------------------------------------------------------------
     def _write_record_message(self, record: dict[str, Any]) -> None:
@@ -124,7 +194,9 @@ class CompatRESTStream(RESTStream[Any]):
 
     def _write_activate_version_message(self, full_table_version: int) -> None:
         # The SDK sends it from `sync`, before the first record; held back here until
-        # `_sync_records` has written the whole stream (tests/test_deletes_postgres.py).
+        # `_sync_records` has written the whole stream (tests/test_deletes_postgres.py). Its
+        # version, also on every RECORD, may be one kept from an earlier run (`table_version`).
+        full_table_version = self._stream_version = self.table_version(full_table_version)
         if self.activate_version_after_records:
             self._pending_version = full_table_version
         else:
@@ -139,18 +211,52 @@ class CompatRESTStream(RESTStream[Any]):
         # the stream and of its children goes out once the whole stream is written.
         if self.failure is not None:
             return
+        if self.skip_context(context):
+            self.skipped = context is None
+            return
         try:
-            yield from super()._sync_records(context, write_messages=write_messages)
+            with self.records_ahead(context):
+                if context is None and self.partitions_one_by_one:
+                    yield from self._sync_partitions(write_messages=write_messages)
+                else:
+                    yield from super()._sync_records(context, write_messages=write_messages)
         except Exception as exc:
             if not self.isolate_failure(exc):
                 raise
             self.failure = exc
             self._pending_version = None
             return
+        self.context_read(context)
         if context is None and write_messages:
             for stream in (self, *self.descendent_streams):
                 if isinstance(stream, CompatRESTStream):
                     stream.send_pending_activate_version()
+
+    def _sync_partitions(self, *, write_messages: bool) -> Generator[dict, Any, Any]:
+        # The SDK's loop over the partitions (its `_sync_records(None)`), one partition per
+        # call, skipping those `skip_context` names; the same records and STATE.
+        partitions = self.partitions
+        if not partitions:
+            yield from super()._sync_records(None, write_messages=write_messages)
+            return
+        for partition in partitions:
+            if not self.skip_context(partition):
+                yield from super()._sync_records(partition, write_messages=write_messages)
+                self.context_read(partition)
+        self._finalize_state(self.stream_state)
+        if write_messages:
+            self._write_state_message()
+
+    def _request(
+        self, prepared_request: requests.PreparedRequest, context: Context | None
+    ) -> requests.Response:
+        # The SDK's one call that sends a request (its paging loop and `retrying_request`
+        # both come here): a response read ahead is taken instead of sending, and a request
+        # sent holds a slot (tests/test_partitions_parallel.py).
+        served = self.serve_prefetched(prepared_request)
+        if served is not None:
+            return served
+        return self._send_request(prepared_request, context)
 
     def _increment_stream_state(
         self, latest_record: dict[str, Any], *, context: Context | None = None
@@ -162,12 +268,32 @@ class CompatRESTStream(RESTStream[Any]):
 
 class CompatTarget(Target):
     """A `Target` that says when a STATE was read and lets a subclass choose when it is
-    emitted (covered by tests/test_target_journal.py)."""
+    emitted (covered by tests/test_target_journal.py), and that tells its sinks the version
+    of the RECORD in hand and hands them each ACTIVATE_VERSION (tests/test_target_mirror.py)."""
+
+    _record_version: int | None = None
 
     @property
     def latest_state(self) -> dict | None:
         """The latest STATE read (not necessarily emitted yet)."""
         return self._latest_state
+
+    @property
+    def record_version(self) -> int | None:
+        """The `version` of the RECORD message being processed (a full table's records
+        carry one; None otherwise). The SDK passes it to a sink only inside the metadata
+        columns of `add_record_metadata`."""
+        return self._record_version
+
+    def activate_version_read(self, stream: str, version: int) -> None:
+        """Called for each ACTIVATE_VERSION message: `activate_version` of the stream's
+        sinks (one per stream map alias) unless `process_activate_version_messages` is off.
+        The SDK's own handling also warns that `_sdc_*` columns are added to the schema,
+        which a target that does not use them would log for nothing."""
+        for stream_map in self.mapper.stream_maps.get(stream, ()):
+            sink = self.get_sink(stream_map.stream_alias)
+            if sink.process_activate_version_messages:
+                sink.activate_version(version)
 
     def sinks(self) -> list[Sink]:
         """Every sink that may still hold records: those whose schema changed first."""
@@ -187,6 +313,17 @@ class CompatTarget(Target):
         self.emit_state(state)
 
     # -- the private overrides ------------------------------------------------------------
+    def _process_record_message(self, message_dict: dict) -> None:
+        self._record_version = message_dict.get("version")
+        try:
+            super()._process_record_message(message_dict)
+        finally:
+            self._record_version = None
+
+    def _process_activate_version_message(self, message_dict: dict) -> None:
+        self._assert_line_requires(message_dict, requires={"stream", "version"})
+        self.activate_version_read(message_dict["stream"], message_dict["version"])
+
     def _process_state_message(self, message_dict: dict) -> None:
         before = self._latest_state
         super()._process_state_message(message_dict)

@@ -8,7 +8,11 @@ profiles, adding fields) goes through the REST API, as a client would do it.
 - ``POST /_emulator/events`` with a JSON body ``{"count": 50, "kind": "clicks",
   "product": "ms", "emailing": 3}`` (kind, product and emailing optional): that many events
   on existing emailings' destinations, stamped now. Needs a valid JWT (``Authorization:
-  Bearer``), like the REST API. Answers 201 with the new events' IDs.
+  Bearer``), like the REST API. Answers 201 with the new events' IDs. An optional
+  ``"timestamp": "YYYY-MM-DD hh:mm:ss"`` stamps them then instead (a late event).
+- ``DELETE /_emulator/events`` with ``{"count": 3, "kind": "clicks", "product": "ms",
+  "emailing": 2}``: deletes that emailing's oldest events of that kind (as Copernica's
+  retention would), behind a client's back. Needs a JWT. Answers with the deleted IDs.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ def handle(
     if tail == ["status"] and method == "GET":
         with store.lock:
             return json_response(status(store))
-    if tail == ["events"] and method == "POST":
+    if tail == ["events"] and method in ("POST", "DELETE"):
         if not authorized:
             return error_response("Invalid access token", 401)
         try:
@@ -42,6 +46,8 @@ def handle(
         if not isinstance(request, dict):
             return error_response("The body must be a JSON object")
         with store.lock:
+            if method == "DELETE":
+                return remove_events(store, request)
             return add_events(store, request)
     return error_response(f"No emulator control endpoint {method} /{'/'.join(segments)}", 404)
 
@@ -79,7 +85,9 @@ def add_events(store: Store, request: dict[str, Any]) -> Response:
         )
     if not usable:
         return error_response(f"No {product} emailing has destinations to add events to")
-    timestamp = store.now()
+    timestamp = request.get("timestamp", store.now())
+    if not isinstance(timestamp, str) or len(timestamp) != len("YYYY-MM-DD hh:mm:ss"):
+        return error_response("timestamp must be a string YYYY-MM-DD hh:mm:ss")
     events = [
         mailings.add_event(store, product, kind, timestamp, emailing=emailing) for _ in range(count)
     ]
@@ -92,4 +100,19 @@ def add_events(store: Store, request: dict[str, Any]) -> Response:
             "emailings": sorted({event.destination.emailing for event in events}),
         },
         201,
+    )
+
+
+def remove_events(store: Store, request: dict[str, Any]) -> Response:
+    count, kind = request.get("count", 1), request.get("kind", "clicks")
+    product, emailing = request.get("product", "ms"), request.get("emailing")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        return error_response("count must be a positive integer")
+    if kind not in mailings.EVENT_KINDS or product not in mailings.PRODUCTS:
+        return error_response("kind or product is unknown")
+    if not isinstance(emailing, int) or isinstance(emailing, bool):
+        return error_response("emailing must be an integer ID")
+    gone = mailings.remove_events(store, product, kind, emailing, count)
+    return json_response(
+        {"product": product, "kind": kind, "emailing": emailing, "ids": [e.id for e in gone]}
     )

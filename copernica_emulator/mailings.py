@@ -135,6 +135,18 @@ def add_event(
         return event
 
 
+def remove_events(store: Store, product: str, kind: str, emailing: int, count: int) -> list[Event]:
+    """Delete the `count` oldest events of one kind of one emailing (as a retention purge
+    or a lost write would); their emailing's statistics no longer count them."""
+    with store.lock:
+        data = data_of(store)
+        rows = data.events[(product, kind)]
+        doomed = [e for e in rows if e.destination.emailing == emailing][:count]
+        gone = {id(e) for e in doomed}
+        data.events[(product, kind)] = [e for e in rows if id(e) not in gone]
+        return doomed
+
+
 def add_emailing(store: Store, product: str, timestamp: str, recipients: int = 5) -> Emailing:
     """Append one emailing with `recipients` destinations sent at `timestamp` (no events)."""
     with store.lock:
@@ -303,9 +315,14 @@ def _events_of(data: MailingData, e: Emailing, kind: str) -> list[Event]:
     ]
 
 
-def statistics_json(data: MailingData, e: Emailing) -> dict[str, Any]:
+def statistics_json(
+    data: MailingData, e: Emailing, keep: Callable[[str], bool] = lambda _: True
+) -> dict[str, Any]:
+    """Counted from the events themselves, so they agree with the event lists; `keep`
+    limits the period (`begintime`/`endtime`, inclusive like the event filters)."""
+
     def counts(kind: str, *, unique: bool = True) -> dict[str, int]:
-        rows = _events_of(data, e, kind)
+        rows = [x for x in _events_of(data, e, kind) if keep(x.timestamp)]
         out = {"total": len(rows)}
         if unique:
             out["unique"] = len({x.destination.id for x in rows})
@@ -505,7 +522,8 @@ def _emailing_part(
         return json_response(emailing_json(data, emailing))
     part = tail[0]
     if part == "statistics":
-        return json_response(statistics_json(data, emailing))
+        keep = _time_filter(req, "begintime", "endtime")
+        return json_response(statistics_json(data, emailing, keep))
     if part == "snapshot":
         return json_response(snapshot_json(emailing))
     if part == "destinations":
@@ -525,6 +543,7 @@ __all__ = [
     "add_emailing",
     "add_event",
     "data_of",
+    "remove_events",
     "route",
     "seed",
 ]

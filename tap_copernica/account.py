@@ -51,6 +51,10 @@ class Account:
         self._collection_contexts: list[dict[str, int]] | None = None
         self._fields: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self._emailings: dict[str, list[dict[str, Any]]] = {}
+        #: the error that ended a product's emailing-list read (e.g. a product the account
+        #: lacks): raised again, not asked again by each stream and plan of the run
+        self._emailings_failed: dict[str, Exception] = {}
+        self._emailings_date: dict[str, str | None] = {}
 
     # -- databases ------------------------------------------------------------------------
     def databases(self) -> list[dict[str, Any]]:
@@ -148,6 +152,20 @@ class Account:
         names = {str(f.get("name", "")).lower() for f in self.field_definitions(kind, owner_id)}
         return "modified" in names
 
+    def rows_read(self, stream_name: str, context: Context | None) -> list[dict[str, Any]] | None:
+        """Copies of the rows this run read already for stream `stream_name` and `context`
+        (a database's collections, a database's or collection's fields), else None: the
+        stream emits them instead of asking the API the same request again."""
+        context = context or {}
+        rows: list[dict[str, Any]] | None = None
+        if stream_name == "collections" and "database_id" in context:
+            rows = self._collections.get(int(context["database_id"]))
+        elif stream_name in ("database_fields", "collection_fields"):
+            kind = stream_name.removesuffix("_fields")
+            if f"{kind}_id" in context:
+                rows = self._fields.get((kind, int(context[f"{kind}_id"])))
+        return None if rows is None else [dict(row) for row in rows]
+
     # -- reading ahead --------------------------------------------------------------------
     def read_structure_ahead(self) -> None:
         """Fetch every database's fields and collections, then the collections' fields, with
@@ -191,18 +209,31 @@ class Account:
     # -- emailings ------------------------------------------------------------------------
     def _emailing_rows(self, product: str) -> list[dict[str, Any]]:
         """Every emailing of `product`, read through its `<product>_emailings` stream."""
+        if product in self._emailings_failed:
+            raise self._emailings_failed[product]
         if product not in self._emailings:
-            reader = self._reader(f"{product}_emailings")
-            rows: list[dict[str, Any]] = []
-            size = self.settings.page_size
-            while True:
-                params = {"start": len(rows), "limit": size, "total": "false"}
-                page = rows_of(payload_of(reader.fetch(None, params)))
-                rows += [r for r in page if isinstance(r, dict)]
-                if len(page) < size:
-                    break
-            self._emailings[product] = rows
+            try:
+                self._emailings[product] = self._read_emailings(product)
+            except Exception as exc:
+                self._emailings_failed[product] = exc
+                raise
         return self._emailings[product]
+
+    def _read_emailings(self, product: str) -> list[dict[str, Any]]:
+        """The pages of the product's emailing list, through its stream."""
+        reader = self._reader(f"{product}_emailings")
+        rows: list[dict[str, Any]] = []
+        size = self.settings.page_size
+        while True:
+            params = {"start": len(rows), "limit": size, "total": "false"}
+            response = reader.fetch(None, params)
+            if not rows:
+                self._emailings_date[product] = response.headers.get("Date")
+            page = rows_of(payload_of(response))
+            rows += [r for r in page if isinstance(r, dict)]
+            if len(page) < size:
+                break
+        return rows
 
     def emailing_ids(self, product: str) -> list[int]:
         """Every emailing of the product, in the API's order."""
@@ -211,12 +242,29 @@ class Account:
 
     def first_emailing_time(self, product: str) -> dt.datetime | None:
         """When the product's first emailing was sent (None: no emailings)."""
-        stamps = []
+        stamps = [self.sent_time(row) for row in self._emailing_rows(product)]
+        return min((s for s in stamps if s is not None), default=None)
+
+    def emailing_rows(self, product: str) -> list[dict[str, Any]]:
+        """Every emailing of the product as the API lists it (shared: do not change them)."""
+        return self._emailing_rows(product)
+
+    def emailing_sent(self, product: str, emailing_id: int) -> dt.datetime | None:
+        """When one emailing of the product was sent (None: not in the product's list)."""
         for row in self._emailing_rows(product):
-            try:
-                parsed = api_to_datetime(str(row.get("timestamp") or ""), self.settings.tz)
-            except ValueError:
-                parsed = None
-            if parsed is not None:
-                stamps.append(parsed)
-        return min(stamps) if stamps else None
+            if to_int(row.get("id", row.get("ID"))) == emailing_id:
+                return self.sent_time(row)
+        return None
+
+    def emailings_date(self, product: str) -> str | None:
+        """The server's `Date` of the first page of the product's emailing list: what was
+        sent before it (minus the lookback) is in the list and can be read in full."""
+        self._emailing_rows(product)
+        return self._emailings_date.get(product)
+
+    def sent_time(self, row: dict[str, Any]) -> dt.datetime | None:
+        """An emailing row's send time (its `timestamp`), None when it has none."""
+        try:
+            return api_to_datetime(str(row.get("timestamp") or ""), self.settings.tz)
+        except ValueError:
+            return None

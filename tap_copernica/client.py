@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -22,6 +23,8 @@ from copernica_api.payloads import dict_rows, payload_of
 from copernica_api.sdk_compat import CompatRESTStream
 from copernica_api.settings import ClientSettings
 from copernica_api.tls import fail_fast_on_tls, trust_environment
+from tap_copernica.budget import RequestBudgetSpent, RunInParts
+from tap_copernica.readahead import Entry, ReadAhead
 
 if TYPE_CHECKING:
     from singer_sdk import Tap
@@ -63,6 +66,10 @@ class StreamServices:
     authenticator: CopernicaAuthenticator
     #: the streams that failed with a permanent API error, in order (see `isolate_failure`)
     failures: list[StreamFailure] = field(default_factory=list)
+    #: what a run split by `max_requests` has finished (`budget.py`)
+    parts: RunInParts = field(default_factory=RunInParts)
+    #: requests read ahead, and the bound on requests in flight (`readahead.py`)
+    read_ahead: ReadAhead = field(default_factory=ReadAhead)
 
 
 class CopernicaStream(CompatRESTStream):
@@ -78,6 +85,10 @@ class CopernicaStream(CompatRESTStream):
         self.account = services.account
         self.progress = services.progress
         self.services = services
+        services.read_ahead.configure(
+            services.settings.max_parallel_requests,
+            budgeted=services.settings.max_requests is not None,
+        )
         super().__init__(tap, **kwargs)
 
     @property
@@ -115,7 +126,11 @@ class CopernicaStream(CompatRESTStream):
         """A permanent API error (a 4xx: this account or API host refuses the resource) ends
         this stream only: it is listed at the end of the run and the others go on. Anything
         else (retries used up, TLS, paging, authentication), and every error with
-        `fail_fast`, still ends the run."""
+        `fail_fast`, still ends the run. A spent `max_requests` ends this stream too (it
+        is not a failure): every stream then stops at its next request."""
+        if isinstance(exc, RequestBudgetSpent):
+            self.progress.stopped(self.name, exc.context if exc.stream == self.name else None)
+            return True
         if self.settings.fail_fast or not isinstance(exc, CopernicaAPIError):
             return False
         self.services.failures.append(StreamFailure(self.name, exc))
@@ -124,31 +139,95 @@ class CopernicaStream(CompatRESTStream):
 
     # -- requests outside the SDK's paging loop --------------------------------------------
     def fetch(self, context: Context | None, token: Any) -> requests.Response:
-        """One request with the same URL, auth, retries and checks as the SDK's loop.
+        """One request outside the SDK's paging loop (readers that send several at once,
+        see `prefetch.in_order`), with the same URL, auth, retries and checks as that loop.
 
-        For readers that plan several requests at once (see `prefetch.in_order`).
+        Like every request of the stream, the loop's too (`CompatRESTStream._request`), it
+        takes a response read ahead for exactly its URL instead of sending (`readahead.py`).
         """
+        return self._retrying_request(self.prepare_page(context, token), context)
+
+    def prepare_page(self, context: Context | None, token: Any) -> requests.PreparedRequest:
+        """The request of one page, as the SDK's loop would build it (same URL encoding)."""
         http = self.get_http_request(
             page=PageContext(stream_context=context, next_page_token=token)
         )
-        prepared = self.build_prepared_request(
+        return self.build_prepared_request(
             method=http.method, url=http.url, params=http.encode_params(), headers=http.headers
         )
-        return self._retrying_request(prepared, context)
+
+    def ahead(self, context: Context | None, token: Any) -> Entry:
+        """The page's request, to be read ahead (`ReadAhead.plan`); its answer is taken by
+        the stream's own request for that page."""
+        prepared = self.prepare_page(context, token)
+        return Entry(self.name, str(prepared.url), partial(self._sending, prepared, context))
+
+    def serve_prefetched(self, prepared: requests.PreparedRequest) -> requests.Response | None:
+        """The response read ahead for this URL, if any; the error that ended it is raised
+        here, at the stream's turn, as if the request had just been sent."""
+        outcome = self.services.read_ahead.take(str(prepared.url))
+        if outcome is None:
+            return None
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.response
+
+    def request_slot(self) -> AbstractContextManager[object]:
+        """One of the tap's `max_parallel_requests` slots."""
+        return self.services.read_ahead.slot(self.name)
 
     @cached_property
     def _retrying_request(self) -> Callable[..., requests.Response]:
         return self.retrying_request()
 
+    @cached_property
+    def _sending(self) -> Callable[..., requests.Response]:
+        return self.retrying_request(served=False)
+
     # -- responses ------------------------------------------------------------------------
     def validate_response(self, response: requests.Response) -> None:
         """Sort a response into success, JWT renewal, transient or permanent failure."""
-        self.progress.request(self.name, ok=response.status_code < 300)
+        self.progress.response(self.name, ok=response.status_code < 300)
         check_response(response, self.authenticator)
 
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
         """Rows of a list page or the single object of an object resource."""
         yield from dict_rows(payload_of(response))
+
+    # -- the request budget and a run in parts (`budget.py`) ------------------------------
+    def before_send(self, prepared: requests.PreparedRequest, context: Context | None) -> None:
+        """Count the request under this stream; `RequestBudgetSpent` keeps it from being
+        sent once `max_requests` are spent (retries count: each try is a request)."""
+        self.progress.request(self.name, context)
+
+    @property
+    def partitions_one_by_one(self) -> bool:
+        """While a run may be split, partitions are tracked one by one."""
+        return self.services.parts.active
+
+    def skip_context(self, context: Context | None) -> bool:
+        """What an earlier run of a split run finished is not read again."""
+        parts = self.services.parts
+        if not parts.active or not parts.finished_before(self.name, context):
+            return False
+        if context is None:
+            self.logger.info("Skipping '%s': read to its end by an earlier run.", self.name)
+        return True
+
+    def table_version(self, version: int) -> int:
+        """A full table read in parts keeps one version: its ACTIVATE_VERSION, sent by the
+        run that reads its end, then covers the records every part sent."""
+        return self.services.parts.version(self.name, version)
+
+    def context_read(self, context: Context | None) -> None:
+        """Note a stream, partition or parent context read to its end (with its children),
+        so that the next run of a split run skips it."""
+        if not self.services.parts.active:
+            return
+        family = (self, *self.descendent_streams)
+        if any(isinstance(s, CompatRESTStream) and s.failure is not None for s in family):
+            return
+        self.services.parts.finished(self.name, context, [s.name for s in self.descendent_streams])
 
     # -- retries (the policy lives in `http.py`, shared with the target) ------------------
     @property

@@ -15,7 +15,7 @@ rows on a live database. Three strategies, from simple to exact:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -98,23 +98,37 @@ class ProfileCursor:
       value by ID (`modified==B`, `id>N`), then continue with `modified>B`.
     - `id`: `fields[]=id>N` ordered by ID, for a first full load, or when a database has a
       field called `modified` (then a filter on `modified` means that field); `since` is
-      then applied here, to the row's `modified` property.
+      then applied here, to the row's `modified` property. With `filtered`, the API also
+      applies `since` (`fields[]=modified>=since`): a first sync from `start_date`, or the
+      rest of an incremental run after a mass update. `skip` holds IDs emitted earlier in
+      this run (left out whatever their `modified`), `seen` IDs emitted by the run before
+      at exactly `since` (left out while they still have that value).
     """
 
     page_size: int
     by_id: bool = False
     boundary: str | None = None  # modified mode: the lower bound (API local string)
-    seen: set[int] = field(default_factory=set)  # IDs already emitted at `boundary`
+    seen: set[int] = field(default_factory=set)  # IDs already emitted at `boundary` / `since`
     since: str | None = None  # id mode: rows older than this are skipped
     after_id: int = 0
     strict: bool = False
     tie: bool = False
     done: bool = False
+    filtered: bool = False  # id mode: the API filters on `since` too
+    skip: set[int] = field(default_factory=set)  # id mode: IDs emitted before the scan
+
+    def id_filters(self) -> list[str]:
+        """The `fields[]` filters every page of an ID-ordered read carries besides the IDs."""
+        return [f"modified>={self.since}"] if self.filtered and self.since is not None else []
 
     def params(self) -> Params:
         """Query parameters of the next page (the stream adds start=0, limit, total=false)."""
         if self.by_id:
-            return {"orderby": "id", "order": "asc", "fields[]": [f"id>{self.after_id}"]}
+            return {
+                "orderby": "id",
+                "order": "asc",
+                "fields[]": [f"id>{self.after_id}", *self.id_filters()],
+            }
         if self.tie:
             return {
                 "orderby": "id",
@@ -142,9 +156,25 @@ class ProfileCursor:
         if rows:
             self.after_id = int(rows[-1]["ID"])
         self.done = not full
-        if self.since is None:
-            return rows
-        return [r for r in rows if str(r.get("modified") or "") >= self.since]
+        keep = self.keeper()
+        return rows if keep is None else [r for r in rows if keep(r)]
+
+    def keeper(self) -> Callable[[dict[str, Any]], bool] | None:
+        """id mode: which rows of a page to emit; None when all of them."""
+        since, skip, seen = self.since, self.skip, self.seen
+        if since is None and not skip:
+            return None
+
+        def keep(row: dict[str, Any]) -> bool:
+            value = str(row.get("modified") or "")
+            if since is not None and value < since:
+                return False
+            if not skip and not seen:
+                return True
+            row_id = int(row["ID"])
+            return row_id not in skip and not (value == since and row_id in seen)
+
+        return keep
 
     def _accept_tie(self, rows: list[dict[str, Any]], full: bool) -> list[dict[str, Any]]:
         if any(r.get("modified") != self.boundary for r in rows):
@@ -240,6 +270,8 @@ class IdRangePlanner:
     after_id: int
     max_id: int
     span: int
+    #: the widest span, in IDs; filtered reads (sparse rows) may plan wider ranges
+    max_span_pages: int = MAX_SPAN_PAGES
 
     def ranges(self) -> Iterator[tuple[int, int]]:
         """The next ranges up to `max_id`; each span is planned when it is asked for."""
@@ -254,15 +286,20 @@ class IdRangePlanner:
 
         The latest range speaks for the IDs ahead (databases share one ID space, so density
         changes where another database's profiles were created); the span stays within
-        `MAX_SPAN_PAGES` pages of IDs, which bounds what one range may hold in memory.
+        `max_span_pages` pages of IDs, so one misjudged range costs few extra pages (the
+        reader bounds what a range holds in memory by reading a denser one on in turn).
         """
         density = rows / max(high - low, 1)
         wanted = int(0.9 * self.page_size / density) if rows else self.span * 4
         # A span of at most a page of IDs can never overflow its page (IDs are unique): in
         # a dense stretch, that gives full pages where 90 % would need a tenth more requests.
-        self.span = max(self.page_size, min(wanted, MAX_SPAN_PAGES * self.page_size))
+        self.span = max(self.page_size, min(wanted, self.max_span_pages * self.page_size))
 
     @staticmethod
-    def range_params(low: int, high: int) -> Params:
-        """Query parameters of one range page, ascending by ID."""
-        return {"orderby": "id", "order": "asc", "fields[]": [f"id>{low}", f"id<={high}"]}
+    def range_params(low: int, high: int, filters: Sequence[str] = ()) -> Params:
+        """Query parameters of one range page, ascending by ID (`filters` ANDed to it)."""
+        return {
+            "orderby": "id",
+            "order": "asc",
+            "fields[]": [f"id>{low}", f"id<={high}", *filters],
+        }

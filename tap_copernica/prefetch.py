@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
 
 
-def in_order(calls: Iterable[Callable[[], T]], workers: int) -> Iterator[T]:
+def in_order(calls: Iterable[Callable[[], T]], workers: int) -> Generator[T, None, None]:
     """Run `calls` with at most `workers` at once; yield their results in submission order.
 
     Calls are handed to the threads ahead of the result being handed back (up to three times

@@ -9,7 +9,11 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+from tap_copernica.budget import RequestBudgetSpent
 
 
 @dataclass
@@ -20,6 +24,11 @@ class _Position:
     total: int
     since: float  # when this read was first reported
     done_then: int  # how far it was then
+
+
+def _context_text(context: Mapping[str, Any]) -> str:
+    """`database_id 2, collection_id 5`: where a stream stopped."""
+    return ", ".join(f"{key} {value}" for key, value in context.items())
 
 
 def duration(seconds: float) -> str:
@@ -35,11 +44,20 @@ def duration(seconds: float) -> str:
 
 
 class RunProgress:
-    """Counts records, pages, requests and retries per stream; logs them every `interval` s."""
+    """Counts records, pages, requests and retries per stream; logs them every `interval` s.
 
-    def __init__(self, logger: logging.Logger, interval: float = 30.0) -> None:
+    Also keeps the run within `max_requests`: `request` refuses the request that would go
+    beyond it, from whichever thread sends it.
+    """
+
+    def __init__(
+        self, logger: logging.Logger, interval: float = 30.0, max_requests: int | None = None
+    ) -> None:
         self._logger = logger
         self._interval = interval
+        self.max_requests = max_requests
+        #: (stream, context) of each stream that stopped for the budget, in order
+        self.unread: list[tuple[str, dict[str, Any] | None]] = []
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._last_log = self._started
@@ -47,15 +65,49 @@ class RunProgress:
         self.pages: Counter[str] = Counter()
         self.requests: Counter[str] = Counter()
         self.retries: Counter[str] = Counter()
+        self._sent = 0
         self._positions: dict[str, _Position] = {}
         self._units: dict[str, str] = {}
 
-    def request(self, stream: str, *, ok: bool) -> None:
-        """A response arrived (a page when `ok`)."""
+    def request(self, stream: str, context: Mapping[str, Any] | None = None) -> None:
+        """A request (one try) is about to be sent; `RequestBudgetSpent` when that would go
+        beyond `max_requests` (it is then not sent)."""
         with self._lock:
+            limit = self.max_requests
+            if limit is not None and self._sent >= limit:
+                raise RequestBudgetSpent(stream, context, limit)
+            self._sent += 1
             self.requests[stream] += 1
-            if ok:
+
+    def response(self, stream: str, *, ok: bool) -> None:
+        """A response arrived (a page when `ok`)."""
+        if ok:
+            with self._lock:
                 self.pages[stream] += 1
+
+    @property
+    def spent(self) -> bool:
+        """Whether a stream stopped for the budget (a request refused that nothing needed,
+        e.g. one read ahead, does not count)."""
+        return bool(self.unread)
+
+    def stopped(self, stream: str, context: Mapping[str, Any] | None) -> None:
+        """`stream` stopped for the budget, at `context` (None: not known or no context)."""
+        entry = (stream, dict(context) if context else None)
+        if entry not in self.unread:
+            self.unread.append(entry)
+
+    def budget_line(self) -> str:
+        """What the run used of its budget and what it left unread (once it is spent)."""
+        left = ", ".join(
+            name if ctx is None else f"{name} (from {_context_text(ctx)})"
+            for name, ctx in self.unread
+        )
+        return (
+            f"Request budget spent: {self._sent:,} of max_requests "
+            f"{self.max_requests:,} requests used. Not read to the end: {left or 'none'}. "
+            f"The next run continues from the STATE just emitted."
+        )
 
     def retry(self, stream: str) -> None:
         """A request will be sent again."""
@@ -114,9 +166,10 @@ class RunProgress:
         """Lines for the end of the run: per stream, then totals."""
         seconds = time.monotonic() - self._started
         lines = [
-            f"  {name}: {self.records[name]:,} records, {self.pages[name]:,} pages"
+            f"  {name}: {self.records[name]:,} records, {self.pages[name]:,} pages, "
+            f"{self.requests[name]:,} requests"
             + (f", {self.retries[name]} retries" if self.retries[name] else "")
-            for name in sorted(set(self.records) | set(self.pages))
+            for name in sorted(set(self.records) | set(self.pages) | set(self.requests))
         ]
         lines.append(
             f"Run summary: {sum(self.records.values()):,} records, "

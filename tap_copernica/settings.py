@@ -58,9 +58,11 @@ SETTINGS = th.PropertiesList(
         "event_window_days",
         th.IntegerType(minimum=1),
         default=7,
-        description="Events are read in windows of this many days; the bookmark moves after "
-        "each window, so a large history is read in bounded requests and a run that stops "
-        "resumes where it was.",
+        description="Events are read in time windows; the bookmark moves after each one, so "
+        "a run that stops resumes where it was. This is the first window's length in days "
+        "when the emailing list gives no estimate; windows then adapt (twice as long after "
+        "a sparse one, shorter after one that needed several pages, from one hour up to 64 "
+        "times this), and the next size is kept in STATE (`window_seconds`).",
     ),
     th.Property(
         "webhook_ids",
@@ -71,8 +73,9 @@ SETTINGS = th.PropertiesList(
     th.Property(
         "consumption_start_date",
         th.DateTimeType,
-        description="First month of the consumption stream on a first run (ISO 8601 date). "
-        "Default: the same month a year ago. Bookmarks take over afterwards.",
+        description="First month of the consumption stream on a first run (ISO 8601 date); "
+        "wins over `start_date`. Default: the same month a year ago. Never before the month "
+        "of the account's oldest database or first emailing. Bookmarks take over afterwards.",
     ),
     th.Property(
         "page_size",
@@ -92,8 +95,19 @@ SETTINGS = th.PropertiesList(
         "max_parallel_requests",
         th.IntegerType(minimum=1, maximum=10),
         default=4,
-        description="Requests in flight at once when a full load reads a database by ID "
-        "ranges (1 = strictly one after another). Records still come out in ID order.",
+        description="Requests in flight at once across the tap: profiles read by ID ranges "
+        "(full loads, first syncs from `start_date`, mass updates), and the first page of "
+        "each partition (database, collection, view, emailing) read ahead (1 = strictly one "
+        "after another). Records and STATE come out as in a serial run.",
+    ),
+    th.Property(
+        "max_requests",
+        th.IntegerType(minimum=1),
+        description="Most REST API requests one run may send (every try counts, retries "
+        "included; the authentication call does not). Once they are spent the run emits the "
+        "pages already answered and a STATE to continue from, logs a warning with what is "
+        "left unread, and exits 0; the next run continues there, skipping what the runs "
+        "before it finished. Default: no limit.",
     ),
     th.Property(
         "progress_interval",
@@ -144,6 +158,8 @@ class TapSettings:
     max_parallel_requests: int
     progress_interval: int
     fail_fast: bool = False
+    #: requests one run may send; None: no limit
+    max_requests: int | None = None
     #: date-times of records in UTC (`...Z`) instead of with the account's offset
     utc_timestamps: bool = False
 
@@ -204,6 +220,7 @@ class TapSettings:
             max_parallel_requests=int(config.get("max_parallel_requests", 4)),
             progress_interval=int(config.get("progress_interval", 30)),
             fail_fast=bool(config.get("fail_fast", False)),
+            max_requests=_optional_int(config.get("max_requests")),
             utc_timestamps=bool(config.get("utc_timestamps", False)),
         )
 
@@ -214,6 +231,10 @@ class TapSettings:
     def destinations_of(self, product: str) -> list[str] | None:
         """Destinations of `product` named in `destination_ids`; None when not used."""
         return _of(self.destination_ids, product)
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _of(pairs: Iterable[tuple[str, Any]] | None, product: str) -> Any:

@@ -7,14 +7,20 @@ Entry keys (besides the SDK's `context`):
   Kept only once that second lies safely in the past on the server's clock (a profile
   changed again in the same second keeps the same `modified`, so it must not be skipped)
   and while the list is short.
-- `scan`: an ID-ordered read in progress (first full load, or a database whose own field
+- `scan`: an ID-ordered read in progress (first full load, first sync from `start_date`,
+  the rest of an incremental run after a mass update, or a database whose own field
   called `modified` hides the timestamp from filters): `after_id` to resume from, `since`
   (rows older than this are skipped), `started` (server time when the scan began; becomes
-  the bookmark when the scan completes; taken a few seconds before the first page's `Date`).
+  the bookmark when the scan completes; taken a few seconds before the first page's `Date`,
+  so a change made while the scan runs, behind its position or not, is read by the next
+  run). Optional: `filtered` (the API applies `since` too), `skip` (IDs emitted in this run
+  before the scan began, left out) and `seen_ids` (IDs the run before emitted at exactly
+  `since`, left out while unchanged); both lists keep only IDs above `after_id`.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -44,7 +50,16 @@ def state_problems(stream: str, partition: dict[str, Any], tz: ZoneInfo) -> list
     scan = partition.get("scan")
     if scan is not None and not (isinstance(scan, dict) and isinstance(scan.get("after_id"), int)):
         problems.append(f"{where}: scan must hold an integer after_id")
+    elif isinstance(scan, dict) and not all(_id_list(scan.get(k)) for k in ("skip", "seen_ids")):
+        problems.append(f"{where}: scan skip and seen_ids must be lists of profile IDs")
     return problems
+
+
+def _id_list(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, list)
+        and all(isinstance(i, int) and not isinstance(i, bool) for i in value)
+    )
 
 
 class ProfileBookmark:
@@ -58,18 +73,58 @@ class ProfileBookmark:
         self._ids: list[int] = []
         self._live_from: str | None = None
 
-    def cursor(self, page_size: int, *, by_id: bool) -> ProfileCursor:
-        """Where to continue: an unfinished scan, after the bookmark, or a new scan."""
+    def cursor(self, page_size: int, *, by_id: bool, parallel: bool = False) -> ProfileCursor:
+        """Where to continue: an unfinished scan, after the bookmark, or a new scan.
+
+        `by_id`: the API cannot filter on `modified` here. `parallel`: several requests may
+        be in flight, so a first sync from `start_date` reads by ID ranges, filtered.
+        """
         scan = self.state.get("scan")
         if isinstance(scan, dict):
             return ProfileCursor(
-                page_size, by_id=True, since=scan.get("since"), after_id=int(scan["after_id"])
+                page_size,
+                by_id=True,
+                since=scan.get("since"),
+                after_id=int(scan["after_id"]),
+                # The field called `modified` may have appeared since the scan began.
+                filtered=bool(scan.get("filtered")) and not by_id,
+                skip=set(scan.get("skip") or ()),
+                seen=set(scan.get("seen_ids") or ()),
             )
         floor, seen = self._starting_point()
-        if floor is None or by_id:
+        first_sync = self._bookmark_instant() is None
+        if floor is None or by_id or (parallel and first_sync):
+            filtered = floor is not None and not by_id
             self.state["scan"] = {"since": floor, "after_id": 0, "started": None}
-            return ProfileCursor(page_size, by_id=True, since=floor)
+            if filtered:
+                self.state["scan"]["filtered"] = True
+            return ProfileCursor(page_size, by_id=True, since=floor, filtered=filtered)
         return ProfileCursor(page_size, boundary=floor, seen=seen)
+
+    def switch_to_scan(
+        self, cursor: ProfileCursor, emitted: set[int], server_now: str | None
+    ) -> ProfileCursor:
+        """The rest of a `modified` read as a filtered ID scan (many rows changed).
+
+        The scan reads `modified >= boundary` by ID. The IDs emitted so far in this run are
+        left out whatever their value now (a profile changed again meanwhile is read by the
+        next run: the bookmark becomes this page's server time); IDs emitted by the run
+        before at the boundary are left out while they keep that value.
+        """
+        since = cursor.boundary
+        seen = cursor.seen - emitted
+        self.state["scan"] = scan = {
+            "since": since,
+            "after_id": 0,
+            "started": server_now or self._fallback_now(),
+            "filtered": True,
+            "skip": sorted(emitted),
+        }
+        if seen:
+            scan["seen_ids"] = sorted(seen)
+        return ProfileCursor(
+            cursor.page_size, by_id=True, since=since, filtered=True, skip=emitted, seen=seen
+        )
 
     def _starting_point(self) -> tuple[str | None, set[int]]:
         bookmark = self._bookmark_instant()
@@ -94,8 +149,11 @@ class ProfileBookmark:
         """Called for every page before its rows: a scan's start is the first page's time."""
         scan = self.state.get("scan")
         if isinstance(scan, dict) and scan.get("started") is None:
-            fallback = to_api(dt.datetime.now(self.tz) - dt.timedelta(minutes=5), self.tz)
-            scan["started"] = server_now or fallback
+            scan["started"] = server_now or self._fallback_now()
+
+    def _fallback_now(self) -> str:
+        """A start time when the API sent no `Date`: well before now on any clock."""
+        return to_api(dt.datetime.now(self.tz) - dt.timedelta(minutes=5), self.tz)
 
     def emitted(self, row: dict[str, Any], server_now: str | None) -> None:
         """Record that `row` is about to be emitted (call before yielding it)."""
@@ -130,9 +188,18 @@ class ProfileBookmark:
 
     def page_done(self, cursor: ProfileCursor) -> None:
         """After the last row of a page: a scan may resume after rows it left out too."""
+        self.scanned_to(cursor.after_id)
+
+    def scanned_to(self, after_id: int) -> None:
+        """A scan has read every row up to `after_id`; IDs left out below it are done with."""
         scan = self.state.get("scan")
-        if isinstance(scan, dict):
-            scan["after_id"] = cursor.after_id
+        if not isinstance(scan, dict):
+            return
+        scan["after_id"] = max(int(scan["after_id"]), after_id)
+        for key in ("skip", "seen_ids"):
+            ids = scan.get(key)
+            if ids and ids[0] <= after_id:
+                scan[key] = ids[bisect.bisect_right(ids, after_id) :]
 
     def finish(self) -> None:
         """The partition was read to its end."""

@@ -11,7 +11,7 @@ import gc
 import json
 import sys
 from functools import cached_property
-from typing import IO, Any
+from typing import IO, Any, NoReturn, cast
 
 from singer_sdk import Tap
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
@@ -23,14 +23,16 @@ from copernica_api.auth import (
     CopernicaAuthenticator,
 )
 from tap_copernica.account import Account
+from tap_copernica.budget import STATE_KEY, RequestBudgetSpent
 from tap_copernica.client import CopernicaStream, StreamServices
 from tap_copernica.output import SingerLineWriter
 from tap_copernica.progress import RunProgress
 from tap_copernica.settings import SETTINGS, TapSettings
 from tap_copernica.state import state_problems
-from tap_copernica.streams.base import ObjectStream, build_stream_classes
+from tap_copernica.streams.base import ObjectStream, build_stream_classes, run_ahead
 from tap_copernica.streams.mailings import MAILING_SPECS
 from tap_copernica.streams.profiles import STREAM_SPECS, ProfileStream
+from tap_copernica.streams.reconciliation import RECONCILIATION_SPECS, run_last
 from tap_copernica.streams.structure import STRUCTURE_SPECS
 from tap_copernica.streams.typed import TypedProfileStream, TypedTable, unique_names
 
@@ -68,7 +70,8 @@ class TapCopernica(Tap):
         The typed tables come from the account's field definitions, so discovery talks to
         the API; it checks the settings it can first (`preflight`).
         """
-        specs = (*STREAM_SPECS, *STRUCTURE_SPECS, *MAILING_SPECS)
+        # `reconciliation` last of the generic streams: it checks what the others wrote.
+        specs = (*STREAM_SPECS, *STRUCTURE_SPECS, *MAILING_SPECS, *RECONCILIATION_SPECS)
         services = self.services
         self._generic = {
             s.name: s for s in (cls(self, services) for cls in build_stream_classes(specs))
@@ -121,7 +124,7 @@ class TapCopernica(Tap):
     @cached_property
     def progress(self) -> RunProgress:
         """Counts and progress lines for this run."""
-        return RunProgress(self.logger, self.settings.progress_interval)
+        return RunProgress(self.logger, self.settings.progress_interval, self.settings.max_requests)
 
     @cached_property
     def account(self) -> Account:
@@ -153,6 +156,18 @@ class TapCopernica(Tap):
             self.account.read_databases_and_guess_ahead()
         self.account.selected_database_ids()  # unknown database names fail here
 
+    @property
+    def state_dict(self) -> dict[str, Any]:
+        """The tap's STATE as a plain dict (the SDK types it with `bookmarks` only)."""
+        return cast("dict[str, Any]", self.state)
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """The SDK's bookmarks, plus the entry of a run split by `max_requests` (`budget.py`),
+        which the SDK would drop."""
+        super().load_state(state)
+        if isinstance(state.get(STATE_KEY), dict):
+            self.state_dict[STATE_KEY] = state[STATE_KEY]
+
     def run_discovery(self) -> str:
         """The SDK's discovery; an error that stops it is one clear line and exit code 1."""
         try:
@@ -161,7 +176,7 @@ class TapCopernica(Tap):
             for error in exc.errors or [str(exc)]:
                 self.logger.error("%s", error)  # noqa: TRY400 (the message is the whole story)
             sys.exit(1)
-        except (FatalAPIError, AuthenticationUnavailableError) as exc:
+        except (FatalAPIError, AuthenticationUnavailableError, RequestBudgetSpent) as exc:
             self.logger.error("Discovery failed: %s", exc)  # noqa: TRY400
             sys.exit(1)
 
@@ -197,17 +212,35 @@ class TapCopernica(Tap):
     def run(self) -> None:
         """Preflight, then the SDK's sync; a fatal error ends the run with one clear line.
 
-        Exit codes: 0 every selected stream finished; 1 the run stopped (a fatal error:
-        config, token, retries used up, ...); 3 the run finished but the API refused some
-        streams for good (listed at the end; see `fail_fast`).
+        Exit codes: 0 every selected stream finished, or `max_requests` were spent (a
+        warning says what is left; the next run continues); 1 the run stopped (a fatal
+        error: config, token, retries used up, ...); 3 the run finished but the API refused
+        some streams for good (listed at the end; see `fail_fast`).
         """
+        parts = self.services.parts
+        syncing = False
         try:
             # Streams first: discovery runs `preflight` itself, and its lookups (the database
             # list) are then cached for the check below instead of requested twice.
             _ = self.streams
             self.preflight()
             self.check_catalog_and_state()
-            self.sync_all()
+            parts.begin(self.state_dict, budgeted=self.settings.max_requests is not None)
+            if parts.resumed:
+                self.logger.info(
+                    "Continuing a run that spent its max_requests: what it finished is skipped."
+                )
+            syncing = True
+            # The first requests of the streams to come are in flight while earlier ones
+            # are read (`readahead.py`), instead of each stream starting with a round trip.
+            with self.services.read_ahead.plan(run_ahead(self.streams.values())):
+                self.sync_all()
+            run_last(self.streams.values())  # `reconciliation`: after every other stream
+        except RequestBudgetSpent as exc:
+            if not syncing:
+                self.budget_too_small(exc)
+            # Spent outside a stream's records: reported below like any other stop.
+            self.progress.stopped(exc.stream, exc.context)
         except UnusableInputError as exc:
             for problem in exc.problems:
                 self.logger.error("%s", problem)  # noqa: TRY400
@@ -222,11 +255,16 @@ class TapCopernica(Tap):
         finally:
             self._flush()
         failures = self.services.failures
-        if failures:
+        spent = self.progress.spent
+        # A run that reached the end closes a run in parts (its STATE entry goes).
+        ended = not spent and parts.end()
+        if failures or spent or ended:
             # Every bookmark of the streams that finished, whatever the last stream wrote.
             self.write_message(StateMessage(value=self.state))
             self._flush()
         self.progress.log_summary()
+        if spent:
+            self.logger.warning("%s", self.progress.budget_line())
         for failure in failures:
             self.logger.error("Stream '%s' failed: %s", failure.stream, failure.error)
         if failures:
@@ -236,6 +274,17 @@ class TapCopernica(Tap):
                 EXIT_SOME_STREAMS_FAILED,
             )
             sys.exit(EXIT_SOME_STREAMS_FAILED)
+
+    @classmethod
+    def budget_too_small(cls, exc: RequestBudgetSpent) -> NoReturn:
+        """`max_requests` was spent on the account's structure, before any stream: no run
+        could ever get further, so this is a setting to change (exit 1), not a stop."""
+        cls.logger.error(
+            "%s while reading the account's structure, before any stream: raise "
+            "`max_requests` (each run reads the structure first).",
+            exc,
+        )
+        sys.exit(EXIT_STOPPED)
 
     def _flush(self) -> None:
         writer = self.message_writer
@@ -280,6 +329,8 @@ class TapCopernica(Tap):
             # Discovery (part of building the tap) could not read the account.
             cls.logger.error("%s", exc)  # noqa: TRY400 (the message is the whole story)
             sys.exit(EXIT_STOPPED)
+        except RequestBudgetSpent as exc:
+            cls.budget_too_small(exc)
         # Everything built so far (SDK, schemas, catalog) lives for the whole run: keep it
         # out of the collector's passes, which a page of fresh rows would otherwise trigger
         # over and over (measured: several % of a full load).

@@ -1,9 +1,15 @@
 """Reading immutable, timestamped rows (events, emailings, destinations) in time windows.
 
-A run reads `[bookmark, horizon)` as consecutive windows `[start, end)` of at most
-`event_window_days` (one window where no size is given). The horizon is the server's
-`Date` at the start of the stream minus `lookback_seconds` (as for profiles): rows of the
-last seconds can still arrive, so the next run reads from there.
+A run reads `[start, horizon)` as consecutive windows `[start, end)`. `start` is the
+bookmark, else the stream's floor (see `WindowedStream`: never before data can exist). The
+horizon is the server's `Date` of a response the run already has, minus `lookback_seconds`
+(as for profiles): rows of the last seconds can still arrive, so the next run reads from
+there. An earlier horizon is always safe: it only leaves more for the next run.
+
+Window sizes adapt to the data (`next_size`): a window that came back sparse (under a
+quarter of a page) makes the next one twice as long, up to `cap`; one that needed several
+pages makes the next one shorter (at least halved, down to an hour). Only the number of
+requests depends on the sizes: every window is closed and read exactly.
 
 Inside a window the API pages by offset (`start`/`limit`). Rows are immutable and a window
 ends before the horizon, so the window is closed: its rows and their order no longer
@@ -19,6 +25,8 @@ STATE entry of a stream (or of one partition when `emailing_ids` is used):
   rows the API has served from that window so far; every row before that offset has been
   emitted. A STATE message follows every page, so a run that dies resumes at the page it
   was reading.
+- `window_seconds`: the length of the next new window (adapted after each window), so a
+  resumed run plans the same windows an uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -31,6 +39,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from copernica_api.timeutil import parse_instant, to_api
+
+#: The shortest window adaptation makes (a dense stretch still moves in hour steps).
+MIN_WINDOW = dt.timedelta(hours=1)
+#: A window with fewer rows than this share of a page counts as sparse.
+SPARSE_SHARE = 4
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,37 @@ def horizon_of(date_header: str | None, lookback_seconds: int) -> dt.datetime:
     return sent - dt.timedelta(seconds=lookback_seconds)
 
 
+@dataclass(frozen=True)
+class Sizing:
+    """How long windows are: `first` when STATE names no size, adapted within
+    `[MIN_WINDOW, cap]` by the rows each window held (`page_size` rows per request)."""
+
+    first: dt.timedelta
+    cap: dt.timedelta
+    page_size: int
+
+    def next_size(self, size: dt.timedelta, window: Window, rows: int) -> dt.timedelta:
+        """The length of the window after `window` (`size` long as planned), which held
+        `rows` rows.
+
+        Sparse: twice the longer of the planned and the actual length (a window the
+        horizon cut short says nothing about the planned one). Several pages: the actual
+        length divided by the pages it needed (at least halved).
+        """
+        actual = window.end - window.start if window.start is not None else size
+        pages = -(-rows // self.page_size)
+        if rows * SPARSE_SHARE < self.page_size:
+            return min(self.cap, 2 * size) if actual >= size else size
+        if pages > 1:
+            return whole_seconds(max(MIN_WINDOW, min(size, actual / pages)))
+        return size
+
+
+def whole_seconds(length: dt.timedelta) -> dt.timedelta:
+    """`length` without its fraction of a second (the API's timestamps have none)."""
+    return dt.timedelta(seconds=int(length.total_seconds()))
+
+
 class WindowBookmark:
     """Plans the windows of one stream or partition and keeps its STATE entry current."""
 
@@ -79,27 +123,52 @@ class WindowBookmark:
             return None
         return self._instant(self.state.get("replication_key_value"))
 
+    def size(self, default: dt.timedelta) -> dt.timedelta:
+        """The length of the next new window: STATE's, else `default`."""
+        seconds = self.state.get("window_seconds")
+        if isinstance(seconds, int) and not isinstance(seconds, bool) and seconds > 0:
+            return dt.timedelta(seconds=seconds)
+        return default
+
+    def resumed(self) -> Window | None:
+        """The window a previous run was reading when it stopped, if any."""
+        current = self.state.get("window")
+        if not isinstance(current, dict) or not isinstance(current.get("end"), str):
+            return None
+        return Window(
+            self._instant(current.get("start")),
+            parse_instant(current["end"], self.tz),
+            int(current.get("offset") or 0),
+        )
+
     def windows(
-        self, floor: dt.datetime | None, horizon: dt.datetime, days: int | None
+        self,
+        floor: dt.datetime | None,
+        horizon: dt.datetime,
+        sizing: Sizing | int | None,
     ) -> Iterator[Window]:
         """The windows still to read, oldest first: an unfinished one, then new ones.
 
         `floor` is where a first run starts (None: from the beginning of the data).
+        `sizing` None makes one window up to the horizon; an int is a fixed size in days.
+        Each new window is planned when the previous one is done (`completed` adapts the
+        size in STATE), so the generator must be consumed in step with reading.
         """
-        current = self.state.get("window")
+        if isinstance(sizing, int):
+            days = dt.timedelta(days=sizing)
+            sizing = Sizing(days, days, 1)
         start = self.bookmark() or floor
-        if isinstance(current, dict) and isinstance(current.get("end"), str):
-            resumed = Window(
-                self._instant(current.get("start")),
-                parse_instant(current["end"], self.tz),
-                int(current.get("offset") or 0),
-            )
+        resumed = self.resumed()
+        if resumed is not None:
             yield resumed
             start = resumed.end
         while start is None or start < horizon:
             # Arithmetic in UTC: every bound is a real instant, even across clock changes.
             start = None if start is None else start.astimezone(dt.timezone.utc)
-            end = horizon if start is None or days is None else min(horizon, start + _days(days))
+            if start is None or sizing is None:
+                end = horizon
+            else:
+                end = min(horizon, start + self.size(sizing.first))
             window = Window(start, end)
             low, high = window.local(self.tz)
             if low is not None and high <= low:
@@ -107,23 +176,32 @@ class WindowBookmark:
             yield window
             start = end
 
-    def progress(self, window: Window, offset: int) -> None:
+    def first(
+        self, floor: dt.datetime | None, horizon: dt.datetime, sizing: Sizing | int | None
+    ) -> Window | None:
+        """The window a run would read first (planned without changing STATE)."""
+        return next(iter(self.windows(floor, horizon, sizing)), None)
+
+    def progress(self, window: Window, offset: int, size: dt.timedelta | None = None) -> None:
         """Rows before `offset` of `window` have been emitted."""
         self.state["window"] = {
             "start": None if window.start is None else window.start.isoformat(),
             "end": window.end.isoformat(),
             "offset": offset,
         }
+        self._keep_size(size)
 
-    def completed(self, window: Window) -> None:
-        """Every row of `window` has been emitted: the bookmark moves to its end."""
+    def completed(self, window: Window, size: dt.timedelta | None = None) -> None:
+        """Every row of `window` has been emitted: the bookmark moves to its end, and the
+        next window will be `size` long."""
         self.state.pop("window", None)
         self.state["replication_key"] = self.key
         self.state["replication_key_value"] = window.end.isoformat()
+        self._keep_size(size)
 
-
-def _days(days: int) -> dt.timedelta:
-    return dt.timedelta(days=days)
+    def _keep_size(self, size: dt.timedelta | None) -> None:
+        if size is not None:
+            self.state["window_seconds"] = max(1, int(size.total_seconds()))
 
 
 def in_window(value: Any, low: str | None, high: str) -> bool | None:

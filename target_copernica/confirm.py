@@ -95,6 +95,13 @@ class StateConfirmer:
         assert self._running is None, "one import runs at a time"
         self._running = finish
 
+    def write_everything(self) -> None:
+        """Write every record read so far: drain every sink and end the running import
+        (what a full table's mirror needs before it may look for absent profiles). The
+        drain emits the latest STATE, which then covers everything before it."""
+        self._drain_every_sink()
+        self.finish_writes()
+
     def finish_writes(self) -> None:
         """End the running import (and write what it left), then confirm what it completes."""
         finish, self._running = self._running, None

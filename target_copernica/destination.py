@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,7 +105,11 @@ class Structure:
             return _number_key
         if kind in _EXACT:
             return str.strip
+        # As Copernica's selectors compare text: case-insensitively, whitespace before the
+        # value included (a key is written without the whitespace after it).
         return str.casefold
+
+
 
 
 def _number_key(value: str) -> str:
@@ -208,6 +212,48 @@ def _listed(row: Mapping[str, Any]) -> str:
     return f"{row.get('name', '?')} (ID {row.get('ID') or row.get('id')})"
 
 
+def row_id(row: Mapping[str, Any]) -> int:
+    """A listed (sub)profile's ID."""
+    return int(row.get("ID") or row.get("id") or 0)
+
+
+def row_values(row: Mapping[str, Any], names: Iterable[str]) -> dict[str, str]:
+    """Some field values of a listed profile, "" for those it lacks."""
+    raw = row.get("fields")
+    fields: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+    return {name: str(fields.get(name, "")) for name in names}
+
+
+def profile_rows(
+    session: CopernicaSession,
+    structure: Structure,
+    conditions: Sequence[tuple[str, str]] = (),
+) -> Iterator[dict[str, Any]]:
+    """Every live profile of a database matching a selector (`fields[]` conditions), 1000
+    per request: keyset paging on the ID, or offsets when the database has a field called
+    `id` (the API would then apply a `fields[]=id>…` filter to that field, not to the
+    profile ID)."""
+    by_offset = structure.field_name("id") is not None
+    after = 0
+    count = 0
+    while True:
+        params = [*conditions, ("limit", str(PAGE)), ("dataonly", "true"), ("total", "false")]
+        if by_offset:
+            params.append(("start", str(count)))
+        else:
+            params += [("orderby", "id"), ("fields[]", f"id>{after}")]
+        path = f"database/{structure.id}/profiles"
+        rows = dict_rows(payload_of(session.request("GET", path, params=params)))
+        highest = after
+        for row in rows:
+            highest = max(highest, row_id(row))
+            count += 1
+            yield row
+        if len(rows) < PAGE or (not by_offset and highest == after):
+            return
+        after = highest
+
+
 class KeyIndex:
     """Key values -> profile IDs of one database (thread-safe)."""
 
@@ -222,32 +268,11 @@ class KeyIndex:
         return tuple(self.structure.normalize(k, values.get(k, "")) for k in self.key_fields)
 
     def load(self, session: CopernicaSession) -> None:
-        """Read every live profile's key fields, 1000 per request: keyset paging on the ID,
-        or offsets when the database has a field called `id` (the API would then apply a
-        `fields[]=id>…` filter to that field, not to the profile ID)."""
-        by_offset = self.structure.field_name("id") is not None
-        after = 0
+        """Read every live profile's key fields (`profile_rows`)."""
         count = 0
-        while True:
-            params = [("limit", str(PAGE)), ("dataonly", "true"), ("total", "false")]
-            if by_offset:
-                params.append(("start", str(count)))
-            else:
-                params += [("orderby", "id"), ("fields[]", f"id>{after}")]
-            path = f"database/{self.structure.id}/profiles"
-            rows = dict_rows(payload_of(session.request("GET", path, params=params)))
-            highest = after
-            for row in rows:
-                profile_id = int(row.get("ID") or row.get("id") or 0)
-                raw = row.get("fields")
-                fields: dict[str, Any] = raw if isinstance(raw, dict) else {}
-                values = {k: str(fields.get(k, "")) for k in self.key_fields}
-                self.add(self.key_of(values), profile_id)
-                highest = max(highest, profile_id)
-                count += 1
-            if len(rows) < PAGE or (not by_offset and highest == after):
-                break
-            after = highest
+        for row in profile_rows(session, self.structure):
+            self.add(self.key_of(row_values(row, self.key_fields)), row_id(row))
+            count += 1
         logger.info("Read the keys of %d profiles of database '%s'.", count, self.structure.name)
 
     def ids(self, key: Key) -> list[int]:
@@ -276,6 +301,16 @@ class KeyIndex:
             ids = self._ids.setdefault(key, [])
             if profile_id == 0 or profile_id not in ids:
                 ids.append(profile_id)
+
+    def discard(self, key: Key, removed: Iterable[int]) -> None:
+        """Forget profiles that were removed."""
+        gone = set(removed)
+        with self._lock:
+            ids = [i for i in self._ids.get(key, ()) if i not in gone]
+            if ids:
+                self._ids[key] = ids
+            else:
+                self._ids.pop(key, None)
 
     def replace(self, key: Key, ids: Sequence[int]) -> None:
         with self._lock:

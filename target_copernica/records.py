@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from copernica_api.fields import field_type
 from target_copernica.destination import Key, Structure
-from target_copernica.settings import Route
+from target_copernica.settings import SELECTOR_TRIM, Route
 
 DELETED_AT = "_sdc_deleted_at"
 TAP_SHAPE_META = frozenset(
@@ -77,6 +77,7 @@ class Item:
     interests: Interests | None
     key_values: dict[str, str]  # defined key field name -> API value
     key: Key
+    version: int | None = None  # the full-table version of its RECORD (mirror mode)
     parent_values: dict[str, str] | None = None  # subprofiles: parent key field -> value
     parent_key: Key | None = None
     epoch: int = 0  # how many STATE messages the target had read before this record
@@ -121,11 +122,8 @@ _EXACT_INT = 2**53
 MAX_PLANS = 256
 
 
-# What Copernica trims from the end of a `fields[]` expression (PHP's `trim` set).
-SELECTOR_TRIM = " \t\n\r\0\x0b"
-
-
-def _is_deleted(record: Mapping[str, Any]) -> bool:
+def is_deleted(record: Mapping[str, Any]) -> bool:
+    """Whether a record marks a delete (`_sdc_deleted_at` set)."""
     value = record.get(DELETED_AT)
     return value not in (None, "", False)
 
@@ -304,8 +302,10 @@ class RecordMapper:
         """A key value as it can be written and found again with a `fields[]` selector.
 
         Copernica trims the end of a selector expression (PHP `trim`), so a key ending in
-        whitespace could never be found again: it is written without that whitespace. A key
-        longer than its field is refused: Copernica would cut it, with the same result."""
+        whitespace could never be found again: it is written without that whitespace.
+        Whitespace before the value is part of the key, as Copernica's selectors compare it
+        (`tests/test_selector_properties.py`). A key longer than its field is refused:
+        Copernica would cut it, with the same result."""
         value = value.rstrip(SELECTOR_TRIM)
         if value.strip() == "":
             raise Rejected(f"key field '{name}' is missing or empty")
@@ -356,7 +356,7 @@ class RecordMapper:
                 fields[defined] = repr(value)
             else:
                 fields[defined] = self.convert(structure, defined, value)
-        delete = _is_deleted(record)  # a delete writes no values: nothing to check
+        delete = is_deleted(record)  # a delete writes no values: nothing to check
         truncated = self._check(plan, fields) if plan.checks and not delete else 0
         key_values: dict[str, str] = {}
         key_parts: list[str] = []
@@ -380,6 +380,31 @@ class RecordMapper:
         if self.parent is not None:
             item.parent_values, item.parent_key = self._parent(record, plan)
         return item
+
+    def key_of(self, record: Mapping[str, Any]) -> Key | None:
+        """The normalized key of a record `map` rejected, as `map` would have made it; None
+        when the record has no usable key (the mirror must then not guess)."""
+        nested = record.get("fields")
+        from_nested = isinstance(nested, dict) and self.structure.field_name("fields") is None
+        source: Mapping[str, Any] = nested if isinstance(nested, dict) and from_nested else record
+        typed = not from_nested and TAP_TYPED_MARKERS.issubset(record)
+        by_field: dict[str, Any] = {}
+        for name, value in source.items():
+            if not isinstance(name, str) or name.startswith("_sdc_"):
+                continue
+            column = self._field_of_column(name) if typed else name
+            defined = self.structure.field_name(column)
+            if defined is not None:
+                by_field.setdefault(defined, value)
+        parts: list[str] = []
+        try:
+            for name, normalize, limit in self._key_rules:
+                raw = by_field.get(name)
+                value = "" if raw is None else self.convert(self.structure, name, raw)
+                parts.append(normalize(self._key_value(name, value, limit)))
+        except Rejected:
+            return None
+        return tuple(parts)
 
     def _parent(self, record: Mapping[str, Any], plan: _Plan) -> tuple[dict[str, str], Key]:
         prop = self.route.parent_key_property or ""

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
 
+from copernica_api.errors import CopernicaAPIError
 from copernica_api.http import CopernicaSession
 from target_copernica.destination import (
     KeyIndex,
@@ -18,6 +21,7 @@ from target_copernica.destination import (
     load_collection,
     load_database,
     matching_ids,
+    profile_rows,
 )
 from target_copernica.journal import Lookup
 
@@ -110,3 +114,22 @@ class DestinationRegistry:
     def count_matches(self, lookup: Lookup) -> int:
         """How many profiles (or subprofiles) a list path returns for a selector now."""
         return len(matching_ids(self.session, *lookup))
+
+    # -- what the mirror reads and changes (`mirror.py`) ----------------------------------
+    def profiles(
+        self, database: Structure, conditions: Sequence[tuple[str, str]] = ()
+    ) -> Iterator[dict[str, Any]]:
+        """The live profiles of a database matching a selector, read page by page."""
+        return profile_rows(self.session, database, conditions)
+
+    def delete_profile(self, profile_id: int) -> None:
+        """Delete one profile (one already removed counts as done)."""
+        try:
+            self.session.request("DELETE", f"profile/{profile_id}")
+        except CopernicaAPIError as exc:
+            if "already been removed" not in exc.api_message.lower():
+                raise
+
+    def update_profile(self, profile_id: int, body: dict[str, Any]) -> None:
+        """Change one profile's fields or interests (`PUT profile/{id}`)."""
+        self.session.request("PUT", f"profile/{profile_id}", body=body)

@@ -19,12 +19,19 @@ from singer_sdk.exceptions import ConfigValidationError
 from copernica_api.settings import CONNECTION_SETTINGS, REQUEST_SETTINGS
 from copernica_api.timeutil import zone
 
+#: What Copernica trims from the end of a `fields[]` expression (PHP's `trim` set).
+SELECTOR_TRIM = " \t\n\r\0\x0b"
+
 UPSERT = "upsert"
 INSERT = "append-only"
 UPDATE_ONLY = "update-only"
 LOAD_METHODS = (UPSERT, INSERT, UPDATE_ONLY)
 WRITE_PATHS = ("auto", "api", "bulk")
 DEFAULT_BATCH_SIZE = 10000
+MIRROR_OFF = "off"
+MIRROR_DELETE = "delete"
+MIRROR_UNSUBSCRIBE = "unsubscribe"
+MIRROR_MODES = (MIRROR_OFF, MIRROR_DELETE, MIRROR_UNSUBSCRIBE)
 
 #: An ID or a name: users write IDs as numbers (`database: 1201`) as often as strings.
 _ID_OR_NAME = th.CustomType({"type": ["string", "integer"]})
@@ -54,6 +61,52 @@ _ROUTE = th.ObjectType(
 )
 #: A route entry: the object above, or just the database (ID or name).
 _ROUTE_ENTRY = th.CustomType({**_ROUTE.to_dict(), "type": ["object", "string", "integer"]})
+
+_MIRROR_SCOPE = th.ObjectType(
+    th.Property(
+        "database",
+        _ID_OR_NAME,
+        description="A database the target owns: only streams writing to it are mirrored, "
+        "and any profile in it may be removed (unless a marker narrows it). Without a marker "
+        "field it must be one only the mirrored stream is routed to, not the default `database`.",
+    ),
+    th.Property(
+        "field",
+        th.StringType,
+        description="Marker field: only profiles whose field holds the stream's marker "
+        "value are in scope; the target writes that value into it on every profile of the "
+        "stream. Each mirrored stream has its own value: its name, or `values`.",
+    ),
+    th.Property(
+        "values",
+        th.ObjectType(additional_properties=th.StringType),
+        description="Per stream name: its marker value (default: the stream name); "
+        "each stream's must differ.",
+    ),
+    th.Property(
+        "value",
+        th.StringType,
+        description="Refused: one value shared by several streams would let one stream's "
+        "full table remove another's profiles; use `values`.",
+    ),
+    th.Property(
+        "interest",
+        th.StringType,
+        description="Marker interest: only profiles with it are in scope; the target sets "
+        "it on every profile of a mirrored stream. Shared by the streams, so only with a "
+        "`database` one stream is routed to.",
+    ),
+)
+_MIRROR_UNSUBSCRIBE = th.ObjectType(
+    th.Property("field", th.StringType, description="Field set to `value` on absent profiles."),
+    th.Property(
+        "value",
+        th.CustomType({"type": ["string", "integer", "boolean"]}),
+        description="The field's value; with `interest`, 1 (default) sets the interest, 0 "
+        "removes it.",
+    ),
+    th.Property("interest", th.StringType, description="Interest switched on absent profiles."),
+)
 
 SETTINGS = th.PropertiesList(
     *CONNECTION_SETTINGS,
@@ -164,6 +217,43 @@ SETTINGS = th.PropertiesList(
         description="How long to wait for one bulk import before retrying its rows "
         "through the API path.",
     ),
+    th.Property(
+        "mirror_mode",
+        th.StringType(allowed_values=list(MIRROR_MODES)),
+        default=MIRROR_OFF,
+        description="When a stream's full table ends (`ACTIVATE_VERSION` after its records), "
+        "`delete` or `unsubscribe` the profiles in `mirror_scope` it did not contain. "
+        "`off`: ACTIVATE_VERSION changes nothing.",
+    ),
+    th.Property(
+        "mirror_scope",
+        _MIRROR_SCOPE,
+        description="The profiles mirror may remove (required with `mirror_mode`), each "
+        "mirrored stream its own: `database`, one only that stream is routed to, and/or a "
+        "marker the target sets on every profile it writes: `field` (its value: the stream "
+        "name, or `values`), or `interest`.",
+    ),
+    th.Property(
+        "mirror_unsubscribe",
+        _MIRROR_UNSUBSCRIBE,
+        description="`mirror_mode: unsubscribe`: set `field` to `value`, or switch "
+        "`interest` on (`value` 0: off), on absent profiles instead of deleting them.",
+    ),
+    th.Property(
+        "mirror_max_delete_fraction",
+        th.NumberType,
+        default=0.1,
+        description="From 0 to 1: above this share of the profiles in scope before the "
+        "version (in unsubscribe mode, not unsubscribed already), mirror removes nothing and "
+        "the run exits with status 3, saying how many would have gone.",
+    ),
+    th.Property(
+        "mirror_dry_run",
+        th.BooleanType,
+        default=False,
+        description="List the profiles mirror would remove (log and summary), remove none; "
+        "records are still written. `dry_run` implies it.",
+    ),
 ).to_dict()
 
 
@@ -178,6 +268,226 @@ class Route:
     parent_key_field: str | None = None
     # The setting that chose the database, for messages (not part of what a route is).
     origin: str = field(default="`database`", compare=False)
+
+
+@dataclass(frozen=True)
+class MirrorScope:
+    """Which profiles a mirror may remove: those of `database` (any when None) that carry
+    the stream's marker field value or the marker interest (every one when neither is set).
+
+    Each mirrored stream's scope is its own, decided from the config before any write: with
+    a marker field every stream writes its own value (`value_for`); without one, the scope's
+    database must be one only that stream is routed to (`TargetSettings.from_config`)."""
+
+    database: str | None = None
+    field: str | None = None
+    values: tuple[tuple[str, str], ...] = ()  # stream -> marker value, when not its name
+    interest: str | None = None
+
+    def value_for(self, stream: str) -> str:
+        """The marker field value of a stream's profiles: its own, by default its name."""
+        return dict(self.values).get(stream, stream)
+
+    def describe(self, stream: str) -> str:
+        parts = [f"database '{self.database}'"] if self.database else []
+        if self.field:
+            parts.append(f"{self.field} == {self.value_for(stream)!r}")
+        if self.interest:
+            parts.append(f"interest '{self.interest}'")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class MirrorSettings:
+    """The mirror mode, checked once (`TargetSettings.mirror` is None when it is off)."""
+
+    mode: str  # MIRROR_DELETE or MIRROR_UNSUBSCRIBE
+    scope: MirrorScope
+    max_fraction: float
+    dry_run: bool
+    unsubscribe_field: str | None = None
+    unsubscribe_value: str = ""
+    unsubscribe_interest: str | None = None
+    unsubscribe_interest_on: bool = True
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], errors: list[str]) -> MirrorSettings | None:
+        """The mirror settings, or None when it is off; problems go to `errors`, one line
+        each naming the fix (the run then stops before any request)."""
+        mode = str(config.get("mirror_mode") or MIRROR_OFF)
+        if mode not in MIRROR_MODES:
+            errors.append(f"`mirror_mode`: {mode!r} is not one of {list(MIRROR_MODES)}.")
+            return None
+        raw_fraction = config.get("mirror_max_delete_fraction", 0.1)
+        fraction = _share(raw_fraction)
+        if fraction is None:
+            errors.append(
+                f"`mirror_max_delete_fraction`: {str(raw_fraction)!r} is not a share between 0 "
+                f"and 1; set e.g. 0.1 to allow removing up to a tenth of the profiles in scope."
+            )
+            fraction = 0.1
+        if mode == MIRROR_OFF:
+            return None
+        scope = _mirror_scope(config.get("mirror_scope"), mode, errors)
+        _single_writer(scope, config, errors)
+        unsubscribe = config.get("mirror_unsubscribe") or {}
+        if not isinstance(unsubscribe, Mapping):
+            unsubscribe = {}
+        field_name = _text(unsubscribe.get("field"))
+        interest = _text(unsubscribe.get("interest"))
+        raw_value = unsubscribe.get("value")
+        if mode == MIRROR_UNSUBSCRIBE and bool(field_name) == bool(interest):
+            errors.append(
+                "`mirror_mode: unsubscribe` needs `mirror_unsubscribe` with either a `field` "
+                'and its `value` (`{"field": "status", "value": "unsubscribed"}`) or an '
+                '`interest` (`{"interest": "unsubscribed"}`).'
+            )
+        if mode == MIRROR_UNSUBSCRIBE and field_name and raw_value in (None, ""):
+            errors.append(
+                f"`mirror_unsubscribe.value`: give the value to write into field "
+                f"'{field_name}' of absent profiles."
+            )
+        interest_on = True
+        if interest and raw_value is not None:
+            interest_on = str(raw_value).strip().lower() not in ("0", "false", "")
+        return cls(
+            mode=mode,
+            scope=scope,
+            max_fraction=fraction,
+            dry_run=bool(config.get("mirror_dry_run", False)) or bool(config.get("dry_run")),
+            unsubscribe_field=field_name,
+            unsubscribe_value="" if raw_value is None or interest else str(raw_value),
+            unsubscribe_interest=interest,
+            unsubscribe_interest_on=interest_on,
+        )
+
+
+def _share(value: Any) -> float | None:
+    """A number from 0 to 1 (the SDK may hand numbers over as Decimal), else None."""
+    if isinstance(value, (bool, str)):
+        return None
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        return None
+    return share if 0 <= share <= 1 else None
+
+
+def _text(value: Any) -> str | None:
+    """A name from the config, None when not given or blank."""
+    if value is None or isinstance(value, bool):
+        return None
+    return str(value).strip() or None
+
+
+def _mirror_scope(raw: Any, mode: str, errors: list[str]) -> MirrorScope:
+    fix = (
+        f"`mirror_mode: {mode}` removes profiles, so it needs `mirror_scope`: a database the "
+        f'target owns (`{{"database": "Customers"}}`) or a marker it sets on what it writes '
+        f'(`{{"field": "source"}}` or `{{"interest": "warehouse"}}`).'
+    )
+    if not isinstance(raw, Mapping):
+        errors.append(fix)
+        return MirrorScope()
+    database = _id_or_name(raw.get("database"))
+    field_name = _text(raw.get("field"))
+    interest = _text(raw.get("interest"))
+    if not (database or field_name or interest):
+        errors.append(fix)
+    if field_name and interest:
+        errors.append("`mirror_scope`: name one marker, a `field` or an `interest`, not both.")
+    if raw.get("value") is not None:
+        errors.append(
+            "`mirror_scope.value`: one marker value shared by several streams would let one "
+            "stream's full table remove the profiles of another. Drop it (each mirrored "
+            "stream writes its own name into the marker field) or give each stream its own "
+            'value with `mirror_scope.values` (`{"customers": "warehouse"}`).'
+        )
+    raw_values = raw.get("values") or {}
+    values: list[tuple[str, str]] = []
+    if not isinstance(raw_values, Mapping):
+        errors.append("`mirror_scope.values`: give an object, stream name -> marker value.")
+        raw_values = {}
+    elif raw_values and not field_name:
+        errors.append("`mirror_scope.values` needs `mirror_scope.field`, the marker field.")
+    for stream, value in raw_values.items():
+        text = "" if value is None or isinstance(value, bool) else str(value)
+        if text.strip() == "":
+            errors.append(
+                f"`mirror_scope.values.{stream}`: give the value the target writes into "
+                f"marker field '{field_name}' (profiles where it is empty would never be "
+                f"told apart)."
+            )
+        elif text != text.strip(SELECTOR_TRIM):
+            errors.append(
+                f"`mirror_scope.values.{stream}` starts or ends with whitespace, which "
+                f"Copernica's selectors cut off: remove it."
+            )
+        values.append((str(stream), text))
+    taken: dict[str, str] = {}
+    for stream, value in values:
+        other = taken.get(value.casefold())
+        if other is not None:
+            errors.append(
+                f"`mirror_scope.values`: streams '{other}' and '{stream}' share marker value "
+                f"{value!r}; each mirrored stream needs its own."
+            )
+        taken[value.casefold()] = stream
+    return MirrorScope(database, field_name, tuple(values), interest)
+
+
+def _single_writer(scope: MirrorScope, config: Mapping[str, Any], errors: list[str]) -> None:
+    """Without a marker field, the scope's database must be written by one stream only, as
+    far as the config tells: not the default `database` (any stream without a route lands
+    there) and named by one `stream_routes` entry for profiles, not a pattern."""
+    if scope.field:
+        # A value given to one stream must not be another named stream's default (its name).
+        named = {str(k) for k in (config.get("stream_routes") or {})} | {s for s, _ in scope.values}
+        for stream, value in scope.values:
+            if value != stream and value in named:
+                errors.append(
+                    f"`mirror_scope.values.{stream}` is {value!r}, the marker value of stream "
+                    f"'{value}' (its name): give '{stream}' another."
+                )
+    if scope.field or not scope.database:
+        if not scope.field and scope.interest:
+            errors.append(
+                "`mirror_scope`: an `interest` alone is shared by every stream, so one "
+                "stream's full table would remove the profiles of another. Add a `database` "
+                "only one stream is routed to, or use a marker `field` instead (each stream "
+                "writes its own value)."
+            )
+        return
+    name = scope.database.casefold()
+    fix = (
+        "use a marker `field` (each mirrored stream writes its own value into it) or a "
+        "database only that stream is routed to"
+    )
+    default = _id_or_name(config.get("database"))
+    if default is not None and default.casefold() == name:
+        errors.append(
+            f"`mirror_scope.database` '{scope.database}' is also the default `database`, "
+            f"which every stream without a route writes into, so one stream's full table "
+            f"would remove the profiles of another: {fix}."
+        )
+        return
+    routes = config.get("stream_routes") or {}
+    writers: list[str] = []
+    if isinstance(routes, Mapping):
+        for pattern, route in routes.items():
+            entry = {"database": route} if isinstance(route, (str, int)) else route
+            if not isinstance(entry, Mapping) or entry.get("collection"):
+                continue  # subprofiles are never mirrored
+            routed = _id_or_name(entry.get("database"))
+            if routed is not None and routed.casefold() == name:
+                writers.append(str(pattern))
+    patterns = [w for w in writers if any(c in w for c in "*?[")]
+    if len(writers) > 1 or patterns:
+        errors.append(
+            f"`mirror_scope.database` '{scope.database}' is routed to by "
+            f"{'pattern(s) ' + str(patterns) if patterns else 'streams ' + str(writers)}, "
+            f"so one stream's full table would remove the profiles of another: {fix}."
+        )
 
 
 @dataclass(frozen=True)
@@ -200,6 +510,7 @@ class TargetSettings:
     key_fields: tuple[str, ...]
     default_database: str | None
     routes: tuple[tuple[str, Mapping[str, Any]], ...]
+    mirror: MirrorSettings | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TargetSettings:
@@ -242,6 +553,7 @@ class TargetSettings:
         except ValueError as exc:
             errors.append(str(exc))
             tz = ZoneInfo("UTC")
+        mirror = MirrorSettings.from_config(config, errors)
         if errors:
             raise ConfigValidationError("; ".join(errors), errors=errors)
         database = config.get("database")
@@ -264,6 +576,7 @@ class TargetSettings:
             key_fields=key_fields,
             default_database=_id_or_name(database),
             routes=tuple((str(k), v) for k, v in routes.items()),
+            mirror=mirror,
         )
 
     def route_for(self, stream: str) -> Route:

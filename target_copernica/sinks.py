@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Any, Protocol, cast
 
 from singer_sdk import Target
-from singer_sdk.exceptions import InvalidRecord
+from singer_sdk.exceptions import ConfigValidationError, InvalidRecord
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
 from copernica_api.http import CopernicaSession
@@ -26,6 +26,7 @@ from target_copernica.bulk_import import BulkImporter
 from target_copernica.confirm import StateConfirmer
 from target_copernica.destination import Structure
 from target_copernica.journal import InsertJournal
+from target_copernica.mirror import MirrorBook, MirrorTarget, mark
 from target_copernica.records import (
     DELETED_AT,
     TAP_SHAPE_META,
@@ -35,6 +36,7 @@ from target_copernica.records import (
     Rejected,
     creatable,
     fingerprint_of,
+    is_deleted,
     last_writes,
     new_field_type,
 )
@@ -57,6 +59,7 @@ class SinkServices:
     rejects: RejectedRecords
     summaries: StreamSummaries
     drain_profile_sinks: Callable[[], None]  # writes pending parents of subprofiles
+    mirror: MirrorBook | None = None  # `mirror_mode` on: full tables' keys, refusals
 
 
 class SinkHost(Protocol):
@@ -64,6 +67,9 @@ class SinkHost(Protocol):
 
     @property
     def sink_services(self) -> SinkServices: ...
+
+    @property
+    def record_version(self) -> int | None: ...
 
 
 class CopernicaSink(CompatBatchSink):
@@ -127,6 +133,120 @@ class CopernicaSink(CompatBatchSink):
             ),
             truncate=settings.truncate_long_values,
         )
+        self._mirror = None if parent is not None else self._mirror_target(database)
+
+    def _mirror_target(self, database: Structure) -> MirrorTarget | None:
+        """Where this stream's mirror acts, when `mirror_mode` is on and the stream writes
+        into the scope's database; a marker the database lacks stops the run here, before
+        anything is written."""
+        book = self.services.mirror
+        if book is None:
+            return None
+        registry = self.services.registry
+        scope = book.settings.scope
+        if scope.database is not None:
+            owned = registry.database(scope.database, "`mirror_scope.database`")
+            if owned.id != database.id:
+                return None
+            if scope.field is None:
+                self._check_single_writer(owned)
+        problems: list[str] = []
+        marker_field = self._defined(database, "field", scope.field, "mirror_scope.field", problems)
+        marker_interest = self._defined(
+            database, "interest", scope.interest, "mirror_scope.interest", problems
+        )
+        settings = book.settings
+        unsubscribe_field = self._defined(
+            database, "field", settings.unsubscribe_field, "mirror_unsubscribe.field", problems
+        )
+        unsubscribe_interest = self._defined(
+            database,
+            "interest",
+            settings.unsubscribe_interest,
+            "mirror_unsubscribe.interest",
+            problems,
+        )
+        if problems:
+            raise ConfigValidationError("; ".join(problems), errors=problems)
+        target = MirrorTarget(
+            stream=self.stream_name,
+            database=database,
+            index=self.destination.index,
+            key_fields=self.destination.key_fields,
+            marker_field=marker_field,
+            marker_value=scope.value_for(self.stream_name),
+            marker_interest=marker_interest,
+            unsubscribe_field=unsubscribe_field,
+            unsubscribe_interest=unsubscribe_interest,
+            summary=self.summary,
+        )
+        book.writes_into(target)
+        return target
+
+    def _check_single_writer(self, owned: Structure) -> None:
+        """A scope without a marker field is the whole database: the config must route no
+        other stream there (`settings._single_writer` compared the names as written; here
+        an ID and a name of one database are the same)."""
+        settings = self.services.settings
+        registry = self.services.registry
+        fix = (
+            "use a marker `field` in `mirror_scope` (each mirrored stream writes its own "
+            "value into it) or a database only this stream is routed to"
+        )
+        problem = ""
+        if settings.default_database is not None:
+            default = registry.database(settings.default_database, "`database`")
+            if default.id == owned.id:
+                problem = (
+                    f"`mirror_scope.database` '{owned.name}' is the default `database` (by "
+                    f"ID or name), which every stream without a route writes into"
+                )
+        writers = []
+        for pattern, route in settings.routes:
+            entry = {"database": route} if isinstance(route, (str, int)) else route
+            ref = entry.get("database") if isinstance(entry, dict) else None
+            if ref is None or entry.get("collection"):
+                continue
+            try:
+                routed = registry.database(str(ref), f"`stream_routes.{pattern}`")
+            except ConfigValidationError:
+                continue  # a route no stream of this run may use; its own run says so
+            if routed.id == owned.id:
+                writers.append(pattern)
+        if not problem and len(writers) > 1:
+            problem = f"`mirror_scope.database` '{owned.name}' is routed to by {writers}"
+        if problem:
+            message = (
+                f"{problem}, so one stream's full table would remove the profiles of "
+                f"another: {fix}. Nothing was written."
+            )
+            raise ConfigValidationError(message, errors=[message])
+
+    def _defined(
+        self,
+        database: Structure,
+        kind: str,
+        name: str | None,
+        setting: str,
+        problems: list[str],
+    ) -> str | None:
+        """The defined name of a field or interest a mirror setting names."""
+        if name is None:
+            return None
+        if kind == "field":
+            found = database.field_name(name)
+            known = sorted(database.names.values())
+        else:
+            found = database.interest_name(name)
+            known = sorted(database.interests.values())
+        if found is None:
+            problems.append(
+                f"Stream '{self.stream_name}': `{setting}` names {kind} '{name}', which "
+                f"database '{database.name}' does not have (its {kind}s: "
+                f"{', '.join(known) or '(none)'}). Create it in Copernica or name another; "
+                f"nothing was written."
+            )
+        return found
 
     def _new_fields(self, structure: Structure) -> dict[str, str]:
         """Schema properties the destination lacks and that can be created: name -> type."""
@@ -193,15 +313,38 @@ class CopernicaSink(CompatBatchSink):
         self._seq += 1
         if self._invalid_reason is not None:
             self.reject_record(record, self._invalid_reason)
+            self._note_rejected(record, self._invalid_reason)
             self._invalid_reason = None
             return
         try:
             item = self.mapper.map(self._seq, record)
         except Rejected as exc:
             self.reject_record(record, exc.reason)
+            self._note_rejected(record, exc.reason)
             return
         item.epoch = self.services.confirmer.state_epoch
+        mirror = self._mirror
+        # A hard delete's key is not present; a soft one (`hard_delete` off) keeps its
+        # profile, which the mirror must keep too.
+        if mirror is not None and not (item.delete and self.services.settings.hard_delete):
+            book = self.services.mirror
+            assert book is not None
+            item.version = self._host.record_version
+            if not item.delete:
+                mark(item, mirror)
+            book.note(self.stream_name, item.version, item.key)
         context.setdefault("items", []).append(item)
+
+    def _note_rejected(self, record: dict[str, Any], reason: str) -> None:
+        """A rejected record of a full table still stands for its profile, when its key is
+        usable (the mirror must not take it for absent)."""
+        book = self.services.mirror
+        if self._mirror is None or book is None:
+            return
+        if is_deleted(record) and self.services.settings.hard_delete:
+            return
+        key = self.mapper.key_of(record)
+        book.note(self.stream_name, self._host.record_version, key, reason)
 
     def reject_record(self, record: dict[str, Any], reason: str) -> None:
         """Put a record in the rejected-records file and the summary."""
@@ -241,6 +384,9 @@ class CopernicaSink(CompatBatchSink):
         if truncated:
             self.summary.add("truncated", truncated)
         services.registry.ensure_index(self.destination.index)
+        if services.mirror is not None and self._mirror is not None:
+            index = self.destination.index
+            services.mirror.classify(self.stream_name, items, lambda key: index.count(key) > 0)
         write = StreamWrite(
             session=services.session,
             destination=self.destination,
@@ -303,6 +449,28 @@ class CopernicaSink(CompatBatchSink):
         bulk.sort(key=lambda item: item.seq)
         api.sort(key=lambda item: item.seq)
         return bulk, api
+
+    # -- full tables -------------------------------------------------------------------
+    def activate_version(self, new_version: int) -> None:
+        """A full table ended (or, sent before its records, begins): mirror it when
+        `mirror_mode` is on (`mirror.py`)."""
+        book = self.services.mirror
+        if book is None or self._mirror is None:
+            if book is None:
+                why = "`mirror_mode` is off"
+            elif self.route.collection:
+                why = "mirror acts on profiles, not subprofiles"
+            else:
+                why = "the stream writes outside `mirror_scope`"
+            self.logger.info("ACTIVATE_VERSION %s: %s, so no profile is removed.", new_version, why)
+            return
+        book.mirror(
+            self._mirror,
+            new_version,
+            registry=self.services.registry,
+            write_everything=self.services.confirmer.write_everything,
+            max_parallel=self.services.settings.max_parallel_requests,
+        )
 
     def clean_up(self) -> None:
         """Stop the stream's clock for the summary."""

@@ -32,11 +32,17 @@ class StreamSummary:
         self.counts: Counter[str] = Counter()
         self.started = time.monotonic()
         self.seconds = 0.0
+        self.notes: list[str] = []  # lines logged after the summary line (the mirror's)
         self._lock = threading.Lock()
 
     def add(self, counter: str, amount: int = 1) -> None:
         with self._lock:
             self.counts[counter] += amount
+
+    def note(self, text: str) -> None:
+        """A line for the end-of-run summary, after the stream's counters."""
+        with self._lock:
+            self.notes.append(text)
 
     def __getitem__(self, counter: str) -> int:
         with self._lock:

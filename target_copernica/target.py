@@ -15,6 +15,7 @@ import gc
 import logging
 import sys
 from functools import cached_property
+from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from singer_sdk import Sink
@@ -28,6 +29,7 @@ from copernica_api.sdk_compat import CompatTarget
 from copernica_api.settings import ClientSettings
 from target_copernica.bulk_import import wait_for_import
 from target_copernica.confirm import StateConfirmer
+from target_copernica.mirror import EXIT_MIRROR_REFUSED, KeyFiles, MirrorBook
 from target_copernica.reader import SingerLineReader
 from target_copernica.registry import DestinationRegistry
 from target_copernica.rejects import RejectedRecords
@@ -105,7 +107,7 @@ class TargetCopernica(CompatTarget):
             latest_state=lambda: self.latest_state,
             nothing_held=self._nothing_held,
             drain_all=self.drain_all,
-            emit_state=self.emit_state,
+            emit_state=self._emit_confirmed_state,
             journal_path=settings.insert_journal_path if appends else None,
             # Both are asked only when a journal of an interrupted run is settled; the
             # session and the registry are made at their first use, not here.
@@ -114,6 +116,24 @@ class TargetCopernica(CompatTarget):
                 wait_for_import(self.session, import_id, settings.import_timeout_seconds).processed
             ),
         )
+
+    @cached_property
+    def mirror(self) -> MirrorBook | None:
+        """The full tables' keys and the mirrors refused (None when `mirror_mode` is off)."""
+        settings = self.settings.mirror
+        if settings is None:
+            return None
+        # The full tables' key files live beside the insert journal, a run's other local
+        # file that must survive until a rerun.
+        directory = Path(self.settings.insert_journal_path).parent / "mirror_keys"
+        return MirrorBook(settings, KeyFiles(directory, read_only=self.settings.dry_run))
+
+    def _emit_confirmed_state(self, state: dict) -> None:
+        """Emit a STATE, once the full tables' keys it covers are on disk: a rerun starts
+        after it and the records before it come again only from those files."""
+        if self.mirror is not None:
+            self.mirror.save()
+        self.emit_state(state)
 
     @cached_property
     def sink_services(self) -> SinkServices:
@@ -126,6 +146,7 @@ class TargetCopernica(CompatTarget):
             rejects=self.rejects,
             summaries=self.summaries,
             drain_profile_sinks=self.drain_profile_sinks,
+            mirror=self.mirror,
         )
 
     def _nothing_held(self, besides: Sink | None = None) -> bool:
@@ -204,9 +225,13 @@ class TargetCopernica(CompatTarget):
         if journal is not None:
             journal.finish()
         self.rejects.close()
+        if self.mirror is not None:
+            self.mirror.finish()
         for summary in self.summaries:
             summary.finish()
             self.logger.info(summary.line())
+            for note in summary.notes:
+                self.logger.info(note)
         self.logger.info(
             "Run: %d API requests, %d retries.", self.session.requests_sent, self.session.retries
         )
@@ -217,6 +242,15 @@ class TargetCopernica(CompatTarget):
                 rejected,
                 self.rejects.path,
             )
+        refusals = self.mirror.refusals if self.mirror is not None else []
+        if refusals:
+            self.logger.error(
+                "Exiting with status %d: %d mirror(s) refused or failed (the reason is "
+                "above); the records themselves were written.",
+                EXIT_MIRROR_REFUSED,
+                len(refusals),
+            )
+            sys.exit(EXIT_MIRROR_REFUSED)
         if rejected and self.settings.fail_on_rejected:
             self.logger.error("Exiting with status %d: `fail_on_rejected` is on.", EXIT_REJECTED)
             sys.exit(EXIT_REJECTED)

@@ -81,7 +81,15 @@ def test_records_sharing_a_timestamp_across_page_boundaries_arrive_once(
     assert max(modified.values()) > 7, "the seed must have a tie group larger than a page"
 
     result = sync(
-        {**config, "page_size": 7, "start_date": "2000-01-01T00:00:00Z"}, streams=["profiles"]
+        # One request at a time: a first sync from `start_date` then pages by `modified`
+        # (with more in flight it reads ID ranges, where ties do not arise).
+        {
+            **config,
+            "page_size": 7,
+            "start_date": "2000-01-01T00:00:00Z",
+            "max_parallel_requests": 1,
+        },
+        streams=["profiles"],
     )
 
     emitted = [r["ID"] for r in result.records["profiles"] if r["database_id"] == customers]

@@ -117,7 +117,8 @@ def test_each_window_emits_exactly_its_events(emulator: Emulator) -> None:
     for stream in ("ms_impressions", "publisher_clicks"):
         events = store_events(emulator, stream)
         batches = window_batches(result, stream)
-        assert len(batches) > 20, "months of events read in 5-day windows"
+        # Windows adapt to the data (tests/test_windows_adaptive.py): still many of them.
+        assert len(batches) > 5, "months of events read in windows of about a page"
         low = to_api(start, TZ)
         for _, end, ids in batches:
             high = local(end)
@@ -137,7 +138,10 @@ def test_a_window_boundary_inside_a_busy_second_loses_nothing(emulator: Emulator
     }
     start = boundary - dt.timedelta(days=7)
     config = config_for(emulator, event_window_days=7, start_date=start.isoformat())
-    result = sync(config, streams=["ms_clicks", "publisher_clicks"])
+    # The first window is 7 days long (STATE names its size), so it ends on that second.
+    week = {"window_seconds": 7 * 86400}
+    sized = {"bookmarks": {"ms_clicks": dict(week), "publisher_clicks": dict(week)}}
+    result = sync(config, streams=["ms_clicks", "publisher_clicks"], state=sized)
     assert result.exit_code == 0
     for product in PRODUCTS:
         stream = f"{product}_clicks"
@@ -186,8 +190,8 @@ def test_incremental_runs_read_only_what_is_new(emulator: Emulator) -> None:
     # Statistics are counters that keep changing: every emailing, every run.
     stats = second.records["ms_emailing_statistics"]
     assert len(stats) == len(data_of(emulator.store).emailings["ms"])
-    # One probe for the server's time plus one page per event stream.
-    assert sum(r.path.endswith("/ms/clicks") for r in emulator.requests) == 2
+    # One page per event stream: the server's time comes from the emailing list's read.
+    assert sum(r.path.endswith("/ms/clicks") for r in emulator.requests) == 1
 
     third = sync(config, streams=streams, state=second.final_state)
     assert not any(third.records.get(s) for s in streams if "statistics" not in s)
@@ -204,7 +208,7 @@ def test_a_crash_after_window_k_resumes_at_window_k(emulator: Emulator, where: s
         start_date=start.isoformat(),
         max_retries=0,
     )
-    # A dry run shows the requests: (begintime, start) per page after the time probe.
+    # A dry run shows the requests: (begintime, start) per page.
     sync(config, streams=["ms_impressions"])
     pages = [
         (r.query["begintime"][0], int(r.query["start"][0]))
@@ -215,7 +219,7 @@ def test_a_crash_after_window_k_resumes_at_window_k(emulator: Emulator, where: s
     fail_at = mid[0] if where == "inside a window" else mid[0] + 1
     assert (pages[fail_at][1] > 0) == (where == "inside a window")
     emulator.requests.clear()
-    emulator.faults.add("html503", path=r"/ms/impressions$", after=fail_at + 1)  # + probe
+    emulator.faults.add("html503", path=r"/ms/impressions$", after=fail_at)
     crashed = sync(config, streams=["ms_impressions"])
     assert crashed.exit_code == 1
     entry = crashed.final_state["bookmarks"]["ms_impressions"]
@@ -232,7 +236,7 @@ def test_a_crash_after_window_k_resumes_at_window_k(emulator: Emulator, where: s
     assert not set(again) & set(emitted), "nothing emitted before the crash is repeated"
     assert set(again) | set(emitted) == set(store_events(emulator, "ms_impressions"))
     # The first data request continues window k+1 exactly where the crash stopped it.
-    reads = [r.query for r in emulator.requests if r.path.endswith("/ms/impressions")][1:]
+    reads = [r.query for r in emulator.requests if r.path.endswith("/ms/impressions")]
     assert (reads[0]["begintime"][0], int(reads[0]["start"][0])) == pages[fail_at]
 
 
@@ -242,7 +246,7 @@ def test_kill_between_pages_resumes_from_the_last_state_message(emulator: Emulat
     states = [s for s in full.states if "publisher_impressions" in s.get("bookmarks", {})]
     # A STATE message per page: pick one taken in the middle of a window, halfway through.
     inside = [s for s in states if "window" in s["bookmarks"]["publisher_impressions"]]
-    assert len(inside) > 10
+    assert len(inside) > 1, "windows adapt to about a page, a few still need more"
     middle = inside[len(inside) // 2]
     before = {
         m["record"]["ID"]

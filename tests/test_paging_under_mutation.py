@@ -40,14 +40,25 @@ def mutate_after_page(emu: Emulator, path: str, page: int) -> dict[str, list[int
     return plan
 
 
-@pytest.mark.parametrize("start_date", [None, "2000-01-01T00:00:00Z"], ids=["scan", "keyset"])
+@pytest.mark.parametrize(
+    ("start_date", "workers"),
+    [(None, 4), ("2000-01-01T00:00:00Z", 1), ("2000-01-01T00:00:00Z", 4)],
+    # A first sync from `start_date` reads by `modified` one request at a time, or by ID
+    # ranges filtered on `modified` with several in flight.
+    ids=["scan", "keyset", "filtered-ranges"],
+)
 def test_profiles_unchanged_during_the_run_arrive_exactly_once(
-    emulator: Emulator, config: dict[str, Any], start_date: str | None
+    emulator: Emulator, config: dict[str, Any], start_date: str | None, workers: int
 ) -> None:
     customers = emulator.store.database_id("Customers")
     before = {int(p["ID"]) for p in emulator.store.profiles("Customers")}
     plan = mutate_after_page(emulator, f"/v4/database/{customers}/profiles", page=3)
-    cfg = {**config, "page_size": 10, "database_ids": ["Customers"]}
+    cfg = {
+        **config,
+        "page_size": 10,
+        "database_ids": ["Customers"],
+        "max_parallel_requests": workers,
+    }
     if start_date:
         cfg["start_date"] = start_date
 

@@ -24,8 +24,12 @@ PRIVATE_METHODS = [
     (Stream, "_write_state_message", []),
     (Stream, "_write_activate_version_message", ["full_table_version"]),
     (Stream, "_sync_records", ["context", "write_messages"]),
+    (Stream, "_finalize_state", ["state"]),
     (RESTStream, "_request", ["prepared_request", "context"]),
     (Target, "_process_state_message", ["message_dict"]),
+    (Target, "_process_record_message", ["message_dict"]),
+    (Target, "_process_activate_version_message", ["message_dict"]),
+    (Target, "_assert_line_requires", ["message_dict", "requires"]),
     (Target, "_write_state_message", ["state"]),
     (Sink, "_remove_sdc_metadata_from_record", ["record"]),
     (Sink, "_validate_and_parse", ["record"]),
@@ -57,8 +61,17 @@ def test_private_sdk_attributes_are_still_set() -> None:
     sync = inspect.getsource(Stream.sync)
     assert "self._write_activate_version_message(" in sync
     assert "self._sync_records(" in sync
+    # A run in parts reads partitions one `_sync_records` call each and ends the stream as
+    # the SDK's own loop does; the version it may replace is the one every RECORD carries.
+    records = inspect.getsource(Stream._sync_records)
+    assert "self._finalize_state(self.stream_state)" in records
+    assert "version=self._stream_version" in inspect.getsource(Stream)
     # drain_all emits the latest STATE through the overridable method sdk_compat hooks.
     assert "self._write_state_message(" in inspect.getsource(Target.drain_all)
+    # The message callbacks CompatTarget overrides are looked up on the instance.
+    callbacks = inspect.getsource(Target.process_lines)
+    for callback in ("self._process_record_message", "self._process_activate_version_message"):
+        assert callback in callbacks
 
 
 def test_private_sdk_helpers_are_importable() -> None:

@@ -11,10 +11,11 @@ from tap_copernica.schemas_dir import schema_dir
 from tap_copernica.streams.base import StreamSpec
 from tap_copernica.streams.mailings import MAILING_SPECS
 from tap_copernica.streams.profiles import STREAM_SPECS
+from tap_copernica.streams.reconciliation import RECONCILIATION_SPECS
 from tap_copernica.streams.structure import STRUCTURE_SPECS
 
 SPECS: dict[str, StreamSpec] = {
-    s.name: s for s in (*STREAM_SPECS, *STRUCTURE_SPECS, *MAILING_SPECS)
+    s.name: s for s in (*STREAM_SPECS, *STRUCTURE_SPECS, *MAILING_SPECS, *RECONCILIATION_SPECS)
 }
 SCHEMA_FILES = sorted(p.stem for p in schema_dir().glob("*.json"))
 

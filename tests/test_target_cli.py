@@ -60,7 +60,7 @@ def test_cli_loads_reports_and_exits_2_on_rejects_without_leaking_secrets(
 
 def test_meltano_definition_lists_every_target_setting_with_its_kind() -> None:
     kinds = {"string": "string", "integer": "integer", "boolean": "boolean", "array": "array"}
-    kinds["object"] = "object"
+    kinds |= {"object": "object", "number": "decimal"}
     settings = own_settings(about("target-copernica"))
     settings |= {
         k: v

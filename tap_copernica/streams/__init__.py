@@ -5,7 +5,8 @@
 - `structure`: views, miniviews, rules, conditions, unsubscribe settings, webhooks,
   consumption;
 - `mailings`: emailings, destinations, statistics and events of both mailing products;
-- `typed`: one typed table per database and collection.
+- `typed`: one typed table per database and collection;
+- `reconciliation`: what the run extracted against the counts Copernica reports.
 
 Modules import downward only: `typed` -> `profiles` -> `base`; `structure` and `mailings`
 -> `base`.

@@ -24,15 +24,23 @@ import dataclasses
 import datetime
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from copernica_api.errors import CopernicaPagingError
-from copernica_api.payloads import dict_rows, payload_of
+from copernica_api.payloads import dict_rows, payload_of, to_int
 from copernica_api.timeutil import parse_instant
 from tap_copernica.settings import PRODUCTS
 from tap_copernica.streams.base import ListStream, ObjectStream, RecordShape, StreamSpec
-from tap_copernica.windows import Window, WindowBookmark, horizon_of, in_window
+from tap_copernica.windows import (
+    MIN_WINDOW,
+    Sizing,
+    Window,
+    WindowBookmark,
+    horizon_of,
+    in_window,
+    whole_seconds,
+)
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -114,9 +122,34 @@ class CatalogueStream(MailingStream, ListStream):
 class EmailingObjectStream(MailingStream):
     """One object per emailing (statistics, snapshot), with the emailing's ID injected."""
 
+    def first_request(self, context: Context | None) -> dict[str, Any] | None:
+        """The emailing's one object, no parameters (read ahead for every emailing)."""
+        return {}
+
 
 class WindowedStream(MailingStream):
-    """Immutable timestamped rows, read in closed windows with the API's range filters."""
+    """Immutable timestamped rows, read in closed windows with the API's range filters.
+
+    Where windows start (the floor): the bookmark; on a first run `start_date`, but never
+    before data can exist. Events start at the product's first emailing (with `emailing_ids`:
+    that emailing's send time; with `destination_ids`: the product's first emailing, as a
+    destination's emailing is not known without a request): no event predates its emailing.
+    Emailings start at `start_date`; destinations at `start_date` but not before the
+    product's first emailing (they are read in one window anyway).
+
+    Where they end (the horizon): the `Date` of the product's emailing-list read (minus
+    `lookback_seconds`), a response the run needs anyway for the floor or the partitions;
+    it may be earlier than the stream's own reads, which is safe (the next run reads on).
+
+    How long they are (event streams): STATE's `window_seconds`, else an estimate from the
+    emailing list (about a page of rows per window, from the emailings' counters, or their
+    destinations), else `event_window_days`; then adapted after each window (`Sizing`), at
+    most 64 x `event_window_days`. The estimate only changes how many requests are made.
+
+    The product's emailing list stream itself (`<product>_emailings`) emits the rows of
+    that list read, filtered to its window, when it came in one page: no second request
+    for the same rows.
+    """
 
     # Records leave in window order and `WindowBookmark` writes the STATE entry itself (the
     # SDK's copy of each record's timestamp would lose the in-window position).
@@ -128,40 +161,120 @@ class WindowedStream(MailingStream):
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         """Every row of the windows between the bookmark and the run's horizon."""
-        bookmark = WindowBookmark(
-            self.get_context_state(context), self.settings.tz, str(self.replication_key)
-        )
-        floor = self._floor(context)
-        if floor is None and bookmark.bookmark() is None and self._needs_floor:
-            return  # no emailing yet, so no events
-        horizon = self._run_horizon(context)
-        days = self.settings.event_window_days
-        for window in bookmark.windows(floor, horizon, days if self.spec.windowed else None):
-            yield from self._read_window(context, bookmark, window)
-            bookmark.completed(window)
+        plan = self._plan(context, self.get_context_state(context))
+        if plan is None:
+            return
+        bookmark, floor, sizing = plan
+        horizon = self._run_horizon()
+        for window in bookmark.windows(floor, horizon, sizing):
+            if self._is_emailing_list(context):
+                rows = yield from self._list_window(window)
+            else:
+                rows = yield from self._read_window(context, bookmark, window, sizing)
+            size = None
+            if sizing is not None:
+                size = sizing.next_size(bookmark.size(sizing.first), window, rows)
+            bookmark.completed(window, size)
             self.send_state_now()
 
+    def first_request(self, context: Context | None) -> dict[str, Any] | None:
+        """The query parameters of the first page this partition will ask for, from its
+        STATE, or None when it will send none. Sends nothing of its own; it may read the
+        product's emailing list (once per run, shared), which gives the floor and horizon.
+        """
+        if self._is_emailing_list(context):
+            return None  # its rows come from the account's read of the list
+        # The STATE looked up, not created: an entry made while planning would be sent
+        # in a STATE message a serial run does not send.
+        plan = self._plan(context, dict(self.context_state_if_any(context) or {}))
+        if plan is None:
+            return None
+        bookmark, floor, sizing = plan
+        window = bookmark.first(floor, self._run_horizon(), sizing)
+        return None if window is None else self._params(window, window.offset)
+
     # -- where to start and stop -----------------------------------------------------------
+    def _plan(
+        self, context: Context | None, state: dict[str, Any]
+    ) -> tuple[WindowBookmark, datetime.datetime | None, Sizing | None] | None:
+        """The partition's bookmark (over its STATE entry `state`), floor and window
+        sizing; None when it has nothing to read (events of a product without emailings).
+        Changes no STATE."""
+        bookmark = WindowBookmark(state, self.settings.tz, str(self.replication_key))
+        fresh = bookmark.bookmark() is None and bookmark.resumed() is None
+        floor = self._floor(context) if fresh else None
+        if fresh and floor is None and self._needs_floor:
+            return None  # no emailing yet, so no events
+        if not self.spec.windowed:
+            return bookmark, floor, None
+        days = datetime.timedelta(days=self.settings.event_window_days)
+        cap = WINDOW_CAP * days
+        first = days
+        if "window_seconds" not in bookmark.state:
+            first = self._estimated_size(context) or days
+        first = whole_seconds(min(cap, max(MIN_WINDOW, first)))
+        return bookmark, floor, Sizing(first, cap, self.settings.page_size)
+
     @property
     def _needs_floor(self) -> bool:
         return self.spec.filter_style != "fromdate" and self.replication_key == "timestamp"
 
-    def _floor(self, context: Context | None) -> datetime.datetime | None:
-        """A first run starts at `start_date`, else (events) at the product's first emailing:
-        no event predates its emailing. Emailings and destinations start at the beginning."""
-        start_date = self.settings.start_date
-        if start_date:
-            return parse_instant(start_date, self.settings.tz)
-        if not self._needs_floor:
-            return None
-        return self.account.first_emailing_time(self.spec.product)
+    def _is_emailing_list(self, context: Context | None) -> bool:
+        """Whether this is the product's emailing list and the account's read of it came
+        in one page: one response, so a complete snapshot (pages read one after another
+        could shift under a new emailing; then the stream reads its window itself)."""
+        if self.spec.filter_style != "fromdate" or context:
+            return False
+        return len(self.account.emailing_rows(self.spec.product)) < self.settings.page_size
 
-    def _run_horizon(self, context: Context | None) -> datetime.datetime:
-        """The server's time (minus `lookback_seconds`) at the stream's first request."""
+    def _floor(self, context: Context | None) -> datetime.datetime | None:
+        """`start_date`, raised to the first time the stream's data can exist (events)."""
+        start_date = self.settings.start_date
+        start = parse_instant(start_date, self.settings.tz) if start_date else None
+        product = self.spec.product
+        if not self._needs_floor:
+            if start is None or self.spec.filter_style == "fromdate":
+                return start
+            # Destinations: none is older than the product's first emailing.
+            first_sent = self.account.first_emailing_time(product)
+            return start if first_sent is None else max(start, first_sent)
+        first: datetime.datetime | None = None
+        if context and "emailing_id" in context:
+            first = self.account.emailing_sent(product, int(context["emailing_id"]))
+        if first is None:
+            first = self.account.first_emailing_time(product)
+        if first is None:
+            return None
+        return first if start is None else max(start, first)
+
+    def _run_horizon(self) -> datetime.datetime:
+        """The server's time (minus `lookback_seconds`) of the product's emailing-list read."""
         if self._horizon is None:
-            probe = self.fetch(context, {**self._params(Window(None, _EPOCH), 0), "limit": 1})
-            self._horizon = horizon_of(probe.headers.get("Date"), self.settings.lookback_seconds)
+            date = self.account.emailings_date(self.spec.product)
+            self._horizon = horizon_of(date, self.settings.lookback_seconds)
         return self._horizon
+
+    def _estimated_size(self, context: Context | None) -> datetime.timedelta | None:
+        """A window length expected to hold about a page of this stream's rows, from the
+        emailing list's counters (the kind's own, else the destinations); None if unknown."""
+        if context and "destination_id" in context:
+            return WINDOW_CAP * datetime.timedelta(days=self.settings.event_window_days)
+        product = self.spec.product
+        rows = self.account.emailing_rows(product)
+        if context and "emailing_id" in context:
+            rows = [r for r in rows if to_int(r.get("id", r.get("ID"))) == context["emailing_id"]]
+        kind = self.name.removeprefix(f"{product}_")
+        counts = [to_int(r.get(kind, r.get("destinations"))) for r in rows]
+        sent = [self.account.sent_time(r) for r in rows]
+        known = [c for c in counts if c is not None]
+        since = min((s for s in sent if s is not None), default=None)
+        if not known or since is None:
+            return None
+        span = self._run_horizon() - since  # the average rate over their history
+        total = sum(known)
+        if total <= 0 or span.total_seconds() <= 0:
+            return WINDOW_CAP * datetime.timedelta(days=self.settings.event_window_days)
+        return span * (self.settings.page_size / total)
 
     # -- one window ------------------------------------------------------------------------
     def _params(self, window: Window, offset: int) -> dict[str, Any]:
@@ -179,15 +292,36 @@ class WindowedStream(MailingStream):
             params["fields[]"] = filters
         return params
 
+    def _list_window(self, window: Window) -> Generator[dict[str, Any], None, int]:
+        """The product's emailings stamped in `window`, from the account's list read."""
+        low, high = window.local(self.settings.tz)
+        stamp = str(self.replication_key)
+        count = 0
+        for listed in self.account.emailing_rows(self.spec.product):
+            text = str(listed.get(stamp) or "")
+            if (low is None or text >= low) and text < high:
+                row = dict(listed)
+                row["ID"] = row.get("ID", row.get("id"))
+                row.pop("id", None)
+                count += 1
+                yield row
+        return count
+
     def _read_window(
-        self, context: Context | None, bookmark: WindowBookmark, window: Window
-    ) -> Iterable[dict[str, Any]]:
+        self,
+        context: Context | None,
+        bookmark: WindowBookmark,
+        window: Window,
+        sizing: Sizing | None,
+    ) -> Generator[dict[str, Any], None, int]:
+        """The rows of `window` from its offset on; returns the rows the window held."""
         low, high = window.local(self.settings.tz)
         offset = window.offset
         seen: set[str] = set()
         size = self.settings.page_size
         stamp = str(self.replication_key)
         string_ids = self.spec.string_ids
+        planned = None if sizing is None else bookmark.size(sizing.first)
         while True:
             response = self.fetch(context, self._params(window, offset))
             rows = dict_rows(payload_of(response))
@@ -208,8 +342,8 @@ class WindowedStream(MailingStream):
                 yield row
             offset += len(rows)
             if len(rows) < size:
-                return
-            bookmark.progress(window, offset)
+                return offset
+            bookmark.progress(window, offset, planned)
             self.send_state_now()
 
     def get_replication_key_signpost(self, context: Context | None = None) -> None:
@@ -269,8 +403,8 @@ class WindowedSpec(MailingSpec):
     string_ids: bool = True
 
 
-#: Bound of the probe request whose only purpose is the server's `Date` (an empty answer).
-_EPOCH = datetime.datetime(1970, 1, 2, tzinfo=datetime.timezone.utc)
+#: The longest window, in multiples of `event_window_days` (64 x 7 days: about 15 months).
+WINDOW_CAP = 64
 
 
 # -- the stream table ------------------------------------------------------------------------

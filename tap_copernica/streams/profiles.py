@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import itertools
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
@@ -28,6 +27,7 @@ from copernica_api.sdk_compat import extraction_time
 from copernica_api.timeutil import settled_before
 from tap_copernica.output import SingerLineWriter
 from tap_copernica.paging import (
+    MAX_SPAN_PAGES,
     CursorPaginator,
     IdListPaginator,
     IdRangePlanner,
@@ -45,16 +45,28 @@ if TYPE_CHECKING:
     from singer_sdk.pagination import BaseAPIPaginator
 
 
+#: One request of a ranged scan: (low, high or None above the planned ranges, rows, the ID
+#: up to which the rows are complete).
+_Part = tuple[int, int | None, list[dict], int]
+#: Pages one range request reads at most; a denser range is read on when its turn comes.
+RANGE_PAGES = 2
+#: The widest range of a filtered scan, in pages of IDs (its rows may be sparse).
+FILTERED_SPAN_PAGES = 200
+
+
 class DatabasesStream(ListStream):
     """Databases, limited to `database_ids` when that setting is given."""
 
-    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+    def known_records(self, context: Context | None) -> list[dict[str, Any]] | None:
         """Every database, or the selected ones, from the list discovery read moments ago
-        (one round trip less before the first profile page)."""
+        (one round trip less before the first profile page; and the children of each are
+        read ahead from it)."""
         wanted = self.account.selected_database_ids()
-        for row in self.account.database_rows():
-            if wanted is None or to_int(row.get("ID")) in wanted:
-                yield row
+        return [
+            row
+            for row in self.account.database_rows()
+            if wanted is None or to_int(row.get("ID")) in wanted
+        ]
 
 
 class IdListStream(ObjectStream):
@@ -81,6 +93,10 @@ class IdListStream(ObjectStream):
     def get_url_params(self, context: Context | None, next_page_token: Any) -> dict[str, Any]:
         """start/limit for paged ID lists; nothing for the ones that take no parameters."""
         return {**next_page_token, "limit": self.settings.page_size} if self.spec.paged else {}
+
+    def first_request(self, context: Context | None) -> dict[str, Any] | None:
+        """The partition's first page (read ahead for every partition)."""
+        return self.get_url_params(context, {"start": 0})
 
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
         """One record per ID not emitted before in this partition."""
@@ -110,6 +126,7 @@ class ProfileStream(ObjectStream):
     _counted = False  # whether records count in the progress lines (the stream is selected)
     _scan_range: tuple[int, int] | None = None  # the full load's (after, highest ID), for ETAs
     _extracted: dt.datetime | None = None  # when the page being emitted arrived
+    _keep: Callable[[dict[str, Any]], bool] | None = None  # a scan's row filter (None: all)
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         """Read the partition from its bookmark to the end."""
@@ -128,13 +145,32 @@ class ProfileStream(ObjectStream):
         self._bookmark = ProfileBookmark(
             self.get_context_state(context), self.settings.tz, self.settings.start_date
         )
-        self._cursor = self._bookmark.cursor(self.settings.page_size, by_id=clash)
+        parallel = self.settings.max_parallel_requests > 1
+        self._cursor = self._bookmark.cursor(
+            self.settings.page_size, by_id=clash, parallel=parallel
+        )
         self._counted = self.selected
-        if self._cursor.by_id and self.settings.max_parallel_requests > 1:
+        if self._cursor.by_id and parallel:
             yield from self._parallel_scan(context)
+        elif parallel:
+            yield from self._changes(context)
         else:
             yield from self.request_records(context)
         self._bookmark.finish()
+
+    def _changes(self, context: Context) -> Iterable[dict[str, Any]]:
+        """An incremental run: the first page by `modified`. A page that comes back full
+        (a mass update) hands the rest to a filtered ID scan with requests side by side; a
+        small change set stays one request, or a few pages of the keyset read."""
+        response = self.fetch(context, self._cursor.params())
+        emitted: set[int] = set()
+        for row in self.parse_response(response):
+            emitted.add(int(row["ID"]))
+            yield row
+        if self._cursor.done:
+            return
+        self._cursor = self._bookmark.switch_to_scan(self._cursor, emitted, self._settled(response))
+        yield from self._parallel_scan(context)
 
     # -- ID-ordered reads with several requests in flight ---------------------------------
     def _rows(self, context: Context, params: dict[str, Any]) -> tuple[list[dict], str | None]:
@@ -147,41 +183,52 @@ class ProfileStream(ObjectStream):
         """A page's rows, the server's settled horizon, and the seconds until its headers."""
         response = self.fetch(context, params)
         rows = dict_rows(payload_of(response))
-        server_now = settled_before(
+        return rows, self._settled(response), response.elapsed.total_seconds()
+
+    def _settled(self, response: requests.Response) -> str | None:
+        """The server's time of `response`, less the lookback: rows changed before it are
+        settled."""
+        return settled_before(
             response.headers.get("Date"), self.settings.tz, self.settings.lookback_seconds
         )
-        return rows, server_now, response.elapsed.total_seconds()
 
-    def _whole_range(
-        self, context: Context, low: int, high: int
-    ) -> tuple[int, int | None, list[dict]]:
-        """Every row with `low < ID <= high`; a range that fills its page is read on."""
+    def _range_part(self, context: Context, low: int, high: int) -> _Part:
+        """Rows with `low < ID <= high`, at most `RANGE_PAGES` pages of them, and the ID up
+        to which they are complete (`high` when the range is read to its end)."""
+        size = self.settings.page_size
         rows: list[dict] = []
         after = low
-        while True:
-            page, _ = self._rows(context, IdRangePlanner.range_params(after, high))
+        for _ in range(RANGE_PAGES):
+            page, _ = self._rows(
+                context, IdRangePlanner.range_params(after, high, self._cursor.id_filters())
+            )
             check_ascending(page, after, high)
             rows += page
             # Fewer IDs left than a page holds: a full page has them all.
-            if len(page) < self.settings.page_size or high - after <= self.settings.page_size:
-                return low, high, rows
+            if len(page) < size or high - after <= size:
+                return low, high, rows, high
             after = int(page[-1]["ID"])
+        return low, high, rows, after
 
-    def _emit_scanned(self, rows: list[dict], server_now: str | None) -> Iterable[dict]:
-        since = self._cursor.since
-
-        def kept(row: dict) -> bool:
-            return since is None or str(row.get("modified") or "") >= since
-
+    def _emit_scanned(
+        self, rows: list[dict], server_now: str | None, upto: int | None = None
+    ) -> Iterable[dict]:
+        """Hand on the rows of a scan page the cursor keeps; then the scan has read every
+        row up to `upto` (default: the page's last ID)."""
+        keep = self._keep
+        fresh = rows if keep is None else [row for row in rows if keep(row)]
         if rows and self._scan_range:  # how far through the ID range: progress with an ETA
             low, high = self._scan_range
             self.progress.position(self.name, min(int(rows[-1]["ID"]), high) - low, high - low)
-        self._page_arrived(len(rows) if since is None else sum(map(kept, rows)))
+        self._page_arrived(len(fresh))
         emitted = self._bookmark.emitted
-        for row in rows:
+        for row in fresh:
             emitted(row, server_now)  # moves the scan's `after_id`
-            if since is None or kept(row):
-                yield row
+            yield row
+        if upto is None and rows:
+            upto = int(rows[-1]["ID"])
+        if upto is not None:
+            self._bookmark.scanned_to(upto)
 
     def _workers(self, wait_s: float, page_s: float) -> int:
         """Requests to keep in flight, from the first page: how long the API took to answer
@@ -213,20 +260,14 @@ class ProfileStream(ObjectStream):
         """The ID-ordered read (full loads) as ID ranges fetched side by side, in order."""
         size = self.settings.page_size
         after = self._cursor.after_id
-        # The first page and the highest ID are independent: ask for both at once.
-        first_page = {"orderby": "id", "fields[]": [f"id>{after}"]}
-        highest = {"orderby": "id", "order": "desc", "limit": 1, "fields[]": [f"id>{after}"]}
-        (first, server_now, waited), (top, _, _) = in_order(
-            [
-                partial(self._timed_rows, context, first_page),
-                partial(self._timed_rows, context, highest),
-            ],
-            self.settings.max_parallel_requests,
+        self._keep = self._cursor.keeper()
+        filters = [f"id>{after}", *self._cursor.id_filters()]
+        first, server_now, waited = self._timed_rows(
+            context, {"orderby": "id", "fields[]": filters}
         )
-        fetched = time.perf_counter()
-        self._scan_range = (after, int(top[0]["ID"])) if top else None
         check_ascending(first, after, None)
         self._bookmark.page_served(server_now)
+        fetched = time.perf_counter()
         yield from self._emit_scanned(first, server_now)
         if len(first) < size:
             return
@@ -235,9 +276,14 @@ class ProfileStream(ObjectStream):
         # With one request in flight there is nothing to overlap: the keyset pages below
         # are full, where ranges planned 90 % full cost a tenth more requests (measured).
         if workers > 1:
+            # Only ranges need the highest ID (and give the progress lines an ETA): a
+            # partition within a page, or read page by page, costs no request for it.
+            highest = {"orderby": "id", "order": "desc", "limit": 1, "fields[]": filters}
+            top, _ = self._rows(context, highest)
+            self._scan_range = (after, int(top[0]["ID"])) if top else None
             page = yield from self._read_ranges(context, first, top, workers)
         while len(page) >= size:
-            _, _, page = self._page_above(context, int(page[-1]["ID"]))
+            _, _, page, _ = self._page_above(context, int(page[-1]["ID"]))
             yield from self._emit_scanned(page, None)
 
     def _read_ranges(
@@ -252,26 +298,44 @@ class ProfileStream(ObjectStream):
             after_id=start,
             max_id=max(int(top[0]["ID"]), start) if top else start,  # never below what is read
             span=max(size, int(0.9 * (start - int(first[0]["ID"]) + 1))),
-        )
-        # Profiles inserted since the scan began sit above `max_id`: their first page is
-        # asked for with the last ranges (no round trip of its own), the rest by keyset.
-        calls: Iterable[Callable[[], tuple[int, int | None, list[dict]]]] = itertools.chain(
-            (partial(self._whole_range, context, low, high) for low, high in planner.ranges()),
-            [partial(self._page_above, context, planner.max_id)],
+            # Filtered rows may be sparse: wider ranges keep pages full. What a range holds
+            # in memory is bounded by `RANGE_PAGES` all the same.
+            max_span_pages=FILTERED_SPAN_PAGES if self._cursor.filtered else MAX_SPAN_PAGES,
         )
         page = first
-        for low, high, rows in in_order(calls, workers):
-            if high is not None:
-                planner.observe(low, high, len(rows))
-            page = rows
-            yield from self._emit_scanned(rows, None)
+        for low, high, rows, complete_to in in_order(self._range_calls(context, planner), workers):
+            if high is None:  # the open-ended last range
+                page = rows
+                yield from self._emit_scanned(rows, None)
+                continue
+            count, reached = len(rows), complete_to
+            yield from self._emit_scanned(rows, None, reached)
+            while reached < high:  # a range denser than planned: read on, in order, here
+                _, _, more, reached = self._range_part(context, reached, high)
+                count += len(more)
+                yield from self._emit_scanned(more, None, reached)
+            planner.observe(low, high, count)
         return page
 
-    def _page_above(self, context: Context, low: int) -> tuple[int, None, list[dict]]:
-        """The first page of rows with `ID > low`."""
-        page, _ = self._rows(context, {"orderby": "id", "fields[]": [f"id>{low}"]})
+    def _range_calls(
+        self, context: Context, planner: IdRangePlanner
+    ) -> Iterator[Callable[[], _Part]]:
+        """The requests of the planned ranges. The last one is open-ended (`id > low`):
+        profiles inserted since the scan began sit above `max_id`, and it reads their first
+        page without a request of its own (the rest follow by keyset)."""
+        for low, high in planner.ranges():
+            if high >= planner.max_id:
+                yield partial(self._page_above, context, low)
+                return
+            yield partial(self._range_part, context, low, high)
+        yield partial(self._page_above, context, planner.max_id)
+
+    def _page_above(self, context: Context, low: int) -> _Part:
+        """The first page of rows with `ID > low` (no upper bound: `high` is None)."""
+        filters = [f"id>{low}", *self._cursor.id_filters()]
+        page, _ = self._rows(context, {"orderby": "id", "fields[]": filters})
         check_ascending(page, low, None)
-        return low, None, page
+        return low, None, page, int(page[-1]["ID"]) if page else low
 
     def get_new_paginator(self) -> BaseAPIPaginator:
         """Keyset paging driven by the partition's cursor."""

@@ -23,11 +23,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from copernica_api.errors import CopernicaAPIError
 from copernica_api.payloads import to_int
-from copernica_api.timeutil import parse_instant
+from copernica_api.timeutil import api_to_datetime, parse_instant
+from tap_copernica.prefetch import in_order
+from tap_copernica.settings import PRODUCTS
 from tap_copernica.streams.base import ListStream, ObjectStream, RecordShape, StreamSpec
 
 if TYPE_CHECKING:
@@ -51,18 +54,45 @@ class ViewsStream(ListStream):
         assert context is not None
         seen: set[int] = set()
         pending: list[dict[str, Any]] = [dict(context)]
-        while pending:
-            rows = list(self.request_records(pending.pop()))
-            nested: list[dict[str, Any]] = []
-            for row in rows:
-                view_id = to_int(row.get("ID"))
-                if view_id is None or view_id in seen:
-                    continue  # a view tree has no cycles; never loop if the API says otherwise
-                seen.add(view_id)
-                yield row
-                if row.get("has-children") is True:
-                    nested.append({**context, "parent_view_id": view_id})
-            pending.extend(reversed(nested))
+        with self.pages_ahead(context):
+            while pending:
+                rows = list(self.request_records(pending.pop()))
+                nested: list[dict[str, Any]] = []
+                for row in rows:
+                    view_id = to_int(row.get("ID"))
+                    if view_id is None or view_id in seen:
+                        continue  # a view tree has no cycles; never loop if the API says so
+                    seen.add(view_id)
+                    yield row
+                    if row.get("has-children") is True:
+                        nested.append({**context, "parent_view_id": view_id})
+                pending.extend(reversed(nested))
+
+    def page_read(self, rows: list[dict[str, Any]]) -> None:
+        """Tell the rules stream which views have no rules (the API says so: no request
+        for them); read ahead the rules and the nested views of this page's views."""
+        for child in self.child_streams:
+            if isinstance(child, RulesStream):
+                child.told_empty.update(
+                    int(row["ID"])
+                    for row in rows
+                    if row.get("has-rules") is False and to_int(row.get("ID")) is not None
+                )
+        plans = self.page_plans()
+        if plans is None or not rows:
+            return
+        stack, context = plans
+        # One plan: the rules of each view (as its record goes out), then the nested views.
+        entries = self.children_ahead(rows, context)
+        entries += [
+            self.ahead(ctx, self.get_url_params(ctx, {"start": 0}))
+            for ctx in (
+                {**(context or {}), "parent_view_id": to_int(row.get("ID"))}
+                for row in rows
+                if row.get("has-children") is True and to_int(row.get("ID")) is not None
+            )
+        ]
+        stack.enter_context(self.services.read_ahead.plan(entries))
 
 
 class ConditionsStream(ObjectStream):
@@ -97,8 +127,24 @@ class RulesStream(ListStream):
 
     spec: RulesSpec
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: views whose record says they have no rules (`has-rules` false): not asked
+        self.told_empty: set[int] = set()
+
+    def _told_empty(self, context: Context | None) -> bool:
+        view_id = to_int((context or {}).get("view_id"))
+        return view_id is not None and view_id in self.told_empty
+
+    def first_request(self, context: Context | None) -> dict[str, Any] | None:
+        """The first page, unless the view has no rules."""
+        return None if self._told_empty(context) else super().first_request(context)
+
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        """The rules; once, on "Invalid method", from `fallback_path` instead."""
+        """The rules; once, on "Invalid method", from `fallback_path` instead. None for a
+        view whose record says it has none."""
+        if self._told_empty(context):
+            return
         try:
             yield from super().get_records(context)
         except CopernicaAPIError as exc:
@@ -149,6 +195,10 @@ class RulesStream(ListStream):
 class UnsubscribeStream(ObjectStream):
     """The unsubscribe behaviour of one database or collection."""
 
+    def first_request(self, context: Context | None) -> dict[str, Any] | None:
+        """One object, no parameters (read ahead for every database and collection)."""
+        return {}
+
     def post_process(
         self, row: dict[str, Any], context: Context | None = None
     ) -> dict[str, Any] | None:
@@ -174,10 +224,23 @@ class WebhooksStream(ObjectStream):
 
 #: First run without `consumption_start_date`: this many months before the current one.
 CONSUMPTION_DEFAULT_MONTHS = 12
+#: Asked to start more months back than this, consumption first looks up the account's
+#: earliest activity (reading it costs about as many requests as it can save below this).
+FLOOR_WORTH_MONTHS = 3
 
 
 class ConsumptionStream(ObjectStream):
-    """Account consumption per calendar month, incremental on the month's first day."""
+    """Account consumption per calendar month, incremental on the month's first day.
+
+    The first month: the bookmark's (read again, it may have been the current one); on a
+    first run `consumption_start_date`, else `start_date`, else the same month a year ago,
+    but never a month before the account can have used anything. That is the month of its
+    earliest activity the API shows: the oldest database's `created` or the first emailing
+    of either product (consulted only when it can save requests, i.e. more than
+    `FLOOR_WORTH_MONTHS` months are asked for; the lists it reads are shared with the other
+    streams). Usage before the first database or emailing still listed (API calls of an
+    empty account, deleted databases) is not read.
+    """
 
     replication_key = "begin"
     is_sorted = True
@@ -188,21 +251,60 @@ class ConsumptionStream(ObjectStream):
         return {"begin": context["begin"], "end": context["end"]}
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        """One record per month from the bookmark (or the start) up to the current one."""
+        """One record per month from the bookmark (or the start) up to the current one.
+
+        Each month is one request of its own: they are sent side by side (up to
+        `max_parallel_requests`), and their records still go out in month order, so the
+        bookmark only ever moves past months already written.
+        """
         today = dt.datetime.now(self.settings.tz).date()
-        for begin, end in months(self._first_month(context, today), today):
-            period = {"begin": begin.isoformat(), "end": end.isoformat()}
-            for row in self.request_records(period):
-                yield {**row, **period, "complete": end <= today}
+        periods = [
+            {"begin": begin.isoformat(), "end": end.isoformat()}
+            for begin, end in months(self._first_month(context, today), today)
+        ]
+        calls = [partial(self.fetch, period, None) for period in periods]
+        responses = in_order(calls, self.settings.max_parallel_requests)
+        for period, response in zip(periods, responses, strict=True):
+            complete = dt.date.fromisoformat(period["end"]) <= today
+            for row in self.parse_response(response):
+                yield {**row, **period, "complete": complete}
 
     def _first_month(self, context: Context | None, today: dt.date) -> dt.date:
-        bookmark = self.get_starting_replication_key_value(context)
-        if bookmark:  # the bookmarked month is read again: it may have been the current one
+        state = self.get_context_state(context)
+        bookmark = state.get("replication_key_value")
+        if bookmark and state.get("replication_key") == self.replication_key:
+            # the bookmarked month is read again: it may have been the current one
             return month_start(dt.date.fromisoformat(str(bookmark)[:10]))
-        configured = self.settings.consumption_start_date
+        configured = self.settings.consumption_start_date or self.settings.start_date
         if configured:
-            return month_start(parse_instant(configured, self.settings.tz).date())
-        return add_months(month_start(today), -CONSUMPTION_DEFAULT_MONTHS)
+            first = month_start(parse_instant(configured, self.settings.tz).date())
+        else:
+            first = add_months(month_start(today), -CONSUMPTION_DEFAULT_MONTHS)
+        if first >= add_months(month_start(today), -FLOOR_WORTH_MONTHS):
+            return first
+        activity = self._first_activity()
+        return first if activity is None else max(first, month_start(activity))
+
+    def _first_activity(self) -> dt.date | None:
+        """The earliest database creation or emailing the API lists (None: neither)."""
+        tz = self.settings.tz
+        days: list[dt.date] = []
+        for db in self.account.databases():
+            try:
+                created = api_to_datetime(str(db.get("created") or ""), tz)
+            except ValueError:
+                created = None
+            if created is not None:
+                days.append(created.date())
+        for product in PRODUCTS:
+            try:
+                sent = self.account.first_emailing_time(product)
+            except CopernicaAPIError as exc:  # a product the account does not have
+                self.logger.info("consumption: no %s emailings to date from: %s", product, exc)
+                continue
+            if sent is not None:
+                days.append(sent.date())
+        return min(days, default=None)
 
 
 def month_start(day: dt.date) -> dt.date:

@@ -12,14 +12,17 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from copernica_api.fields import FieldReader, field_type
 from tap_copernica.streams.profiles import STREAM_SPECS, ProfileSpec, ProfileStream
 
 if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
@@ -107,6 +110,23 @@ class TypedProfileStream(ProfileStream):
         self._reader = FieldReader(
             dict(table.fields), services.settings.tz, utc=services.settings.utc_timestamps
         )
+        # The hot path, per record: text fields are the API's strings as they are; the
+        # others go through their reader once per distinct value (see `build_record`).
+        self._text_columns = [
+            (n, self._columns[n]) for n, kind in table.fields if field_type(kind) is TEXT
+        ]
+        # All text values of a row in one call (a tuple: only for two fields or more).
+        self._text_values = (
+            itemgetter(*(n for n, _ in self._text_columns)) if len(self._text_columns) > 1 else None
+        )
+        self._text_names = tuple(c for _, c in self._text_columns)
+        tz, utc = services.settings.tz, services.settings.utc_timestamps
+        self._tz = tz
+        self._typed_columns = [
+            (n, self._columns[n], _known_values(kind, tz), _direct_reader(kind, utc=utc))
+            for n, kind in table.fields
+            if field_type(kind) is not TEXT
+        ]
         super().__init__(
             tap, services, name=table.name, schema=self._typed_schema, path=generic.path
         )
@@ -127,8 +147,68 @@ class TypedProfileStream(ProfileStream):
         self._reader.report(self.logger, self.name)
 
     def build_record(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Each field in its own column, typed."""
+        """Each field in its own column, typed.
+
+        Runs for every profile, so the typed stream costs about what the generic one does:
+        a text value is copied, and a typed value is read once per distinct value and
+        looked up after that (ages, scores, dates and choices repeat across profiles).
+        An unreadable value is never remembered, so each one is counted.
+        """
         values = record.pop("fields", None) or {}
-        for name, column in self._columns.items():
-            record[column] = self._reader.read(name, values.get(name))
+        try:  # the usual row: every field present, text as strings (the API sends no other)
+            texts = self._text_values(values) if self._text_values else None
+        except KeyError:
+            texts = None
+        if texts is not None and set(map(type, texts)) == _STRINGS:
+            record.update(zip(self._text_names, texts, strict=True))
+        else:
+            for name, column in self._text_columns:
+                value = values.get(name)
+                record[column] = value if value is None or value.__class__ is str else str(value)
+        read, tz = self._reader.read, self._tz
+        for name, column, known, direct in self._typed_columns:
+            value = values.get(name)
+            if value is None:
+                record[column] = None
+                continue
+            typed = known.get(value, _UNKNOWN)
+            if typed is _UNKNOWN:
+                if direct is not None and value.__class__ is str:
+                    try:
+                        typed = direct(value, tz)
+                    except (ValueError, TypeError, OverflowError):
+                        typed = read(name, value)  # null, and counted as unreadable
+                else:
+                    typed = read(name, value)
+                if typed is not None and len(known) < MAX_KNOWN_VALUES:
+                    known[value] = typed
+            record[column] = typed
         return record
+
+
+#: Distinct values remembered per typed column (bounds memory on unique values).
+MAX_KNOWN_VALUES = 4096
+_UNKNOWN = object()
+_STRINGS = {str}
+#: The field type read as the API's string itself.
+TEXT = field_type("text")
+
+
+def _direct_reader(kind: str, *, utc: bool) -> Callable[[str, ZoneInfo], Any] | None:
+    """The type's reader, called without `FieldReader.read` around it (which still reads
+    what this one refuses, to count it); None where `utc_timestamps` changes the reading."""
+    reader = field_type(kind)
+    return None if utc and reader.schema.get("format") == "date-time" else reader.read
+
+
+def _known_values(kind: str, tz: ZoneInfo) -> dict[Any, Any]:
+    """A column's remembered readings, starting with the API's empty values that read
+    as null (never counted as unreadable) for this type."""
+    reader = field_type(kind).read
+    known: dict[Any, Any] = {}
+    for empty in ("", "0000-00-00", "0000-00-00 00:00:00"):
+        try:
+            known[empty] = reader(empty, tz)
+        except ValueError:
+            continue
+    return {value: typed for value, typed in known.items() if typed is None}

@@ -1,0 +1,267 @@
+"""Reading ahead: the first request of each partition sent before the SDK's loop reaches it.
+
+The SDK reads a stream's partitions, and a parent's children record by record, one request
+at a time. Before it starts, a stream plans the first request of each partition (and of its
+children's, where the account already knows the parent records): `ReadAhead.plan` sends
+them through `prefetch.in_order` with `max_parallel_requests` in flight, and the stream's
+own request for that page takes the answer (`ReadAhead.take`, keyed by the request's URL)
+instead of sending it. Only responses are read ahead: parsing, records and STATE stay on
+the main thread in the SDK's order, so a run reads the same records in the same order, with
+the same bookmarks, as a run with one request at a time. A request nobody planned, or one
+planned differently (another URL), is simply sent.
+
+A stream's first planned request goes alone: its other partitions are read ahead only once
+it answered, so a resource the API refuses is asked once, as in a serial run, and ends the
+stream only (`CopernicaStream.isolate_failure`).
+
+`ReadAhead.slot` bounds the requests in flight across the whole tap (every request holds a
+slot while it is on the wire), so plans, parallel profile reads and the main thread
+together never exceed `max_parallel_requests`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING
+
+from tap_copernica.prefetch import in_order
+
+if TYPE_CHECKING:
+    import requests
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a request read ahead gave: a response, the error that ended it, or nothing
+    (not sent: its stream's first request failed)."""
+
+    response: requests.Response | None = None
+    error: Exception | None = None
+
+
+#: A request that was planned but not sent (see `Outcome`).
+NOT_SENT = Outcome()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One request to read ahead: its stream, its key (the request's URL) and its call."""
+
+    stream: str
+    key: str
+    send: Callable[[], requests.Response]
+
+
+@dataclass
+class _Gate:
+    """A stream's first request in a plan: the others of the stream wait for its answer."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class _Plan:
+    """The requests of one plan, answered in planning order; taken in any order.
+
+    Answers wait in `_ready` until taken, at most `held` of them (the oldest is dropped
+    beyond: its stream then sends the request itself). A stream whose sync ended
+    (`ReadAhead.stream_done`) has its requests not started left unsent, and its answers
+    dropped instead of kept.
+    """
+
+    def __init__(self, owner: ReadAhead, ordered: list[tuple[Entry, bool]]) -> None:
+        self._owner = owner
+        self.streams = {entry.key: entry.stream for entry, _ in ordered}
+        self._order = deque(entry.key for entry, _ in ordered)
+        self._pending = set(self._order)  # planned, answer not collected yet
+        self._ready: dict[str, Outcome] = {}
+        self._held = max(64, 4 * owner.workers)
+        self._lock = threading.Lock()
+        self._gates: list[_Gate] = []
+        self.closed = threading.Event()
+        self._results = in_order(self._calls(ordered), owner.workers)
+
+    def take(self, key: str) -> Outcome:
+        """The outcome of `key`, collecting (and keeping) the ones planned before it."""
+        with self._lock:
+            while key in self._pending and not self.closed.is_set():
+                collected = self._order.popleft()
+                self._pending.discard(collected)
+                outcome = next(self._results)
+                if collected == key or self.streams[collected] not in self._owner.done:
+                    self._ready[collected] = outcome
+                while len(self._ready) > self._held:  # the oldest: sent again if wanted
+                    del self._ready[next(iter(self._ready))]
+            return self._ready.pop(key, NOT_SENT)
+
+    def drop(self, streams: set[str]) -> None:
+        """Forget the answers held for `streams` (their syncs ended)."""
+        with self._lock:
+            for key in [k for k in self._ready if self.streams[k] in streams]:
+                del self._ready[key]
+
+    def close(self) -> None:
+        """Cancel what has not started; drop what nobody took. Every gate opens first: a
+        request waiting for its stream's first (perhaps cancelled) request returns at once
+        instead of holding the pool's shutdown forever."""
+        self.closed.set()
+        for gate in list(self._gates):
+            gate.done.set()
+        with self._lock:
+            self._results.close()
+            self._ready.clear()
+            self._pending.clear()
+
+    def _calls(self, ordered: list[tuple[Entry, bool]]) -> Iterator[Callable[[], Outcome]]:
+        """Each entry's call; a stream not yet proven has its first entry (its leader, which
+        comes earlier) go alone, the others wait for its answer."""
+        gates: dict[str, _Gate] = {}
+        for entry, leads in ordered:
+            if leads:
+                gates[entry.stream] = gate = _Gate()
+                self._gates.append(gate)
+                if self.closed.is_set():
+                    gate.done.set()
+                yield partial(self._send, entry, gate)
+            elif entry.stream in gates:
+                yield partial(self._follow, entry, gates[entry.stream])
+            else:
+                yield partial(self._send, entry, None)
+
+    def _send(self, entry: Entry, gate: _Gate | None) -> Outcome:
+        try:
+            owner = self._owner
+            if self.closed.is_set() or entry.stream in owner.failed or entry.stream in owner.done:
+                return NOT_SENT
+            try:
+                response = entry.send()
+            except Exception as exc:  # handed to the stream, raised at its turn
+                owner.failed.add(entry.stream)
+                return Outcome(error=exc)
+            return Outcome(response=response)
+        finally:
+            if gate is not None:
+                gate.done.set()
+
+    def _follow(self, entry: Entry, gate: _Gate) -> Outcome:
+        gate.done.wait()
+        return self._send(entry, None)
+
+
+class ReadAhead:
+    """The tap's plans of requests read ahead, and its bound on requests in flight."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._planned: dict[str, _Plan] = {}
+        self._proven: set[str] = set()  # streams a request of which succeeded
+        #: streams whose request read ahead failed
+        self.failed: set[str] = set()
+        #: streams whose sync ended: nothing more of theirs is read ahead
+        self.done: set[str] = set()
+        self._slots: threading.BoundedSemaphore | None = None
+        self.workers = 1
+        self._budgeted = False
+
+    def configure(self, workers: int, *, budgeted: bool = False) -> None:
+        """Allow `workers` requests in flight (the first call decides, once per run).
+
+        With a request budget (`max_requests`) nothing is read ahead across partitions: a
+        request read ahead for a partition the run does not reach before the budget is
+        spent would be lost, and with a small budget every run could lose its budget that
+        way and none get further. Each budgeted run spends its requests on what it reads
+        next, as a serial run does (reads within a partition still overlap).
+        """
+        with self._lock:
+            if self._slots is None:
+                self.workers = max(1, workers)
+                self._budgeted = budgeted
+                self._slots = threading.BoundedSemaphore(self.workers)
+
+    @property
+    def planning(self) -> bool:
+        """Whether requests are read ahead across partitions at all."""
+        return self.workers > 1 and not self._budgeted
+
+    @contextlib.contextmanager
+    def slot(self, stream: str) -> Iterator[None]:
+        """Held while one request of `stream` is on the wire; a request that succeeds
+        proves the stream (its partitions are then read ahead without waiting)."""
+        slots = self._slots
+        with slots if slots is not None else contextlib.nullcontext():
+            yield
+        self._proven.add(stream)
+
+    def take(self, key: str) -> Outcome | None:
+        """The outcome of the planned request `key`, or None when none is planned."""
+        with self._lock:
+            plan = self._planned.pop(key, None)
+        if plan is None:
+            return None
+        return plan.take(key)
+
+    def stream_done(self, streams: Iterable[str]) -> None:
+        """The syncs of `streams` ended: what is planned for them is neither sent nor kept."""
+        names = set(streams)
+        with self._lock:
+            self.done |= names
+            plans = set(self._planned.values())
+            for key in [k for k, plan in self._planned.items() if plan.streams[k] in names]:
+                del self._planned[key]
+        for plan in plans:
+            plan.drop(names)
+
+    @contextlib.contextmanager
+    def plan(self, entries: Iterable[Entry]) -> Iterator[None]:
+        """Read `entries` ahead (in this order) while the block runs; what the block did not
+        take is dropped at its end. Nothing is read ahead with one request in flight (or a
+        budget), nor a request already planned, nor one of a stream whose sync ended."""
+        if not self.planning:
+            yield
+            return
+        with self._lock:  # one hold: two plans never both take a key
+            fresh: list[Entry] = []
+            seen: set[str] = set()
+            for entry in entries:
+                if (
+                    entry.key not in self._planned
+                    and entry.key not in seen
+                    and entry.stream not in self.done
+                ):
+                    seen.add(entry.key)
+                    fresh.append(entry)
+            plan = _Plan(self, self._leaders_early(fresh)) if len(fresh) >= 2 else None
+            if plan is not None:
+                for key in plan.streams:
+                    self._planned[key] = plan
+        if plan is None:
+            yield
+            return
+        try:
+            yield
+        finally:
+            with self._lock:
+                for key in plan.streams:
+                    if self._planned.get(key) is plan:
+                        del self._planned[key]
+            plan.close()
+
+    def _leaders_early(self, entries: list[Entry]) -> list[tuple[Entry, bool]]:
+        """The entries, each with whether it leads its stream (the first of a stream not
+        yet proven). A leader moves up by as many calls as `in_order` runs ahead: by the
+        time its stream's other entries start, it has (mostly) answered, so they do not
+        wait with a thread each while nothing else is sent."""
+        ahead = 3 * self.workers
+        leaders: set[str] = set()
+        ranked: list[tuple[int, int, Entry, bool]] = []
+        for position, entry in enumerate(entries):
+            leads = entry.stream not in self._proven and entry.stream not in leaders
+            if leads:
+                leaders.add(entry.stream)
+            ranked.append((position - ahead if leads else position, position, entry, leads))
+        ranked.sort(key=lambda item: (item[0], item[1]))
+        return [(entry, leads) for _, _, entry, leads in ranked]
