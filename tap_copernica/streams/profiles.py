@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import time
@@ -158,6 +159,25 @@ class ProfileStream(ObjectStream):
             yield from self.request_records(context)
         self._bookmark.finish()
 
+    def first_request(self, context: Context | None) -> dict[str, Any] | None:
+        """The first page this partition asks for, planned from a copy of its STATE: read
+        ahead while earlier streams are read, since a partition's own reads are a chain of
+        round trips (first page, then the ranges it plans)."""
+        if context is None:
+            return None
+        kind = self.spec.owner_kind
+        clash = self.account.has_modified_field(kind, int(context[f"{kind}_id"]))
+        state = copy.deepcopy(self.context_state_if_any(context) or {})
+        bookmark = ProfileBookmark(state, self.settings.tz, self.settings.start_date)
+        parallel = self.settings.max_parallel_requests > 1
+        cursor = bookmark.cursor(self.settings.page_size, by_id=clash, parallel=parallel)
+        return self._scan_start(cursor) if cursor.by_id and parallel else cursor.params()
+
+    @staticmethod
+    def _scan_start(cursor: ProfileCursor) -> dict[str, Any]:
+        """The first page of an ID-ordered scan from the cursor's position."""
+        return {"orderby": "id", "fields[]": [f"id>{cursor.after_id}", *cursor.id_filters()]}
+
     def _changes(self, context: Context) -> Iterable[dict[str, Any]]:
         """An incremental run: the first page by `modified`. A page that comes back full
         (a mass update) hands the rest to a filtered ID scan with requests side by side; a
@@ -261,10 +281,9 @@ class ProfileStream(ObjectStream):
         size = self.settings.page_size
         after = self._cursor.after_id
         self._keep = self._cursor.keeper()
-        filters = [f"id>{after}", *self._cursor.id_filters()]
-        first, server_now, waited = self._timed_rows(
-            context, {"orderby": "id", "fields[]": filters}
-        )
+        start = self._scan_start(self._cursor)
+        filters = start["fields[]"]
+        first, server_now, waited = self._timed_rows(context, start)
         check_ascending(first, after, None)
         self._bookmark.page_served(server_now)
         fetched = time.perf_counter()
