@@ -110,8 +110,6 @@ class Structure:
         return str.casefold
 
 
-
-
 def _number_key(value: str) -> str:
     try:
         return repr(float(value.strip() or 0))
