@@ -32,7 +32,11 @@ from tap_copernica.state import state_problems
 from tap_copernica.streams.base import ObjectStream, build_stream_classes, run_ahead
 from tap_copernica.streams.mailings import MAILING_SPECS
 from tap_copernica.streams.profiles import STREAM_SPECS, ProfileStream
-from tap_copernica.streams.reconciliation import RECONCILIATION_SPECS, run_last
+from tap_copernica.streams.reconciliation import (
+    RECONCILIATION_SPECS,
+    passed_over_quietly,
+    run_last,
+)
 from tap_copernica.streams.structure import STRUCTURE_SPECS
 from tap_copernica.streams.typed import TypedProfileStream, TypedTable, unique_names
 
@@ -233,7 +237,11 @@ class TapCopernica(Tap):
             syncing = True
             # The first requests of the streams to come are in flight while earlier ones
             # are read (`readahead.py`), instead of each stream starting with a round trip.
-            with self.services.read_ahead.plan(run_ahead(self.streams.values())):
+            streams = self.streams.values()
+            with (
+                self.services.read_ahead.plan(run_ahead(streams)),
+                passed_over_quietly(self.logger, streams),
+            ):
                 self.sync_all()
             run_last(self.streams.values())  # `reconciliation`: after every other stream
         except RequestBudgetSpent as exc:

@@ -117,7 +117,11 @@ def test_with_a_start_date_the_statistics_cover_the_same_period(emu: Emulator) -
     assert dt.datetime.fromisoformat(since.pop()) == start.replace(microsecond=0)
 
 
-def test_not_selected_by_default_and_only_checks_selected_streams(emu: Emulator) -> None:
+def test_not_selected_by_default_and_only_checks_selected_streams(
+    emu: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tap-copernica")
+    skipped = "Skipping deselected stream 'reconciliation'."
     config = config_for(emu)
     catalog = catalog_selecting(config, ["reconciliation"])
     assert catalog is not None
@@ -125,11 +129,14 @@ def test_not_selected_by_default_and_only_checks_selected_streams(emu: Emulator)
     root = next(m["metadata"] for m in entry["metadata"] if m["breadcrumb"] == [])
     assert root["selected-by-default"] is False
     assert "reconciliation" not in sync(config).records  # everything else selected
+    assert skipped in caplog.text
+    caplog.clear()
 
     # Only the streams this run extracted are checked: here one event stream.
     result = sync(config, streams=["ms_clicks", "reconciliation"])
     assert {name for name, _ in checks(result)} == {"ms_clicks"}
     assert differences(result) == {}
+    assert skipped not in caplog.text, "selected, it runs last: the SDK's skip line would mislead"
 
 
 def test_events_removed_after_extraction_show_as_plus_n(

@@ -18,8 +18,10 @@ logged as one WARNING line at the end of the run.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from copernica_api.errors import CopernicaAPIError, RetriesExhaustedError
@@ -298,6 +300,23 @@ class ReconciliationStream(ObjectStream):
                     )
                 )
         return checks
+
+
+@contextmanager
+def passed_over_quietly(logger: logging.Logger, streams: Iterable[Stream]) -> Iterator[None]:
+    """While the SDK's loop runs: no "Skipping deselected stream" line for the selected
+    streams that run after it (`run_last`); it would tell the user the opposite."""
+    last = {s.name for s in streams if isinstance(s, ReconciliationStream) and s.chosen}
+
+    def keep(record: logging.LogRecord) -> bool:
+        skipping = record.msg == "Skipping deselected stream '%s'."
+        return not (skipping and isinstance(record.args, tuple) and record.args[0] in last)
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 def run_last(streams: Iterable[Stream]) -> None:
