@@ -65,7 +65,11 @@ def status(store: Store) -> dict[str, Any]:
     }
 
 
-def add_events(store: Store, request: dict[str, Any]) -> Response:
+EventRequest = tuple[int, str, str, int | None]
+
+
+def event_request(request: dict[str, Any]) -> EventRequest | Response:
+    """(count, kind, product, emailing) of an events control request, or the error."""
     count, kind = request.get("count", 1), request.get("kind", "clicks")
     product, emailing = request.get("product", "ms"), request.get("emailing")
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_EVENTS:
@@ -76,6 +80,14 @@ def add_events(store: Store, request: dict[str, Any]) -> Response:
         return error_response(f"product must be one of {', '.join(mailings.PRODUCTS)}")
     if emailing is not None and (not isinstance(emailing, int) or isinstance(emailing, bool)):
         return error_response("emailing must be an integer ID")
+    return count, kind, product, emailing
+
+
+def add_events(store: Store, request: dict[str, Any]) -> Response:
+    parsed = event_request(request)
+    if isinstance(parsed, Response):
+        return parsed
+    count, kind, product, emailing = parsed
     data = mailings.data_of(store)
     usable = {d.emailing for d in data.destinations.get(product, [])}
     if emailing is not None and emailing not in usable:
@@ -104,14 +116,12 @@ def add_events(store: Store, request: dict[str, Any]) -> Response:
 
 
 def remove_events(store: Store, request: dict[str, Any]) -> Response:
-    count, kind = request.get("count", 1), request.get("kind", "clicks")
-    product, emailing = request.get("product", "ms"), request.get("emailing")
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        return error_response("count must be a positive integer")
-    if kind not in mailings.EVENT_KINDS or product not in mailings.PRODUCTS:
-        return error_response("kind or product is unknown")
-    if not isinstance(emailing, int) or isinstance(emailing, bool):
-        return error_response("emailing must be an integer ID")
+    parsed = event_request(request)
+    if isinstance(parsed, Response):
+        return parsed
+    count, kind, product, emailing = parsed
+    if emailing is None:
+        return error_response("emailing is required: whose events to delete")
     gone = mailings.remove_events(store, product, kind, emailing, count)
     return json_response(
         {"product": product, "kind": kind, "emailing": emailing, "ids": [e.id for e in gone]}

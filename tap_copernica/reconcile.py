@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from copernica_api.payloads import to_int
@@ -141,17 +141,7 @@ class Check:
         return self.found - self.expected
 
     def record(self) -> dict[str, Any]:
-        return {
-            "check": self.check,
-            "object_type": self.object_type,
-            "object_id": self.object_id,
-            "expected": self.expected,
-            "found": self.found,
-            "difference": self.difference,
-            "since": self.since,
-            "until": self.until,
-            "checked_at": self.checked_at,
-        }
+        return {**asdict(self), "difference": self.difference}
 
     def line(self) -> str:
         """The summary line of a mismatch."""
@@ -203,14 +193,7 @@ class ProductLedger:
         )
 
     def to_state(self) -> dict[str, Any]:
-        return {
-            "kinds": self.kinds,
-            "since": self.since,
-            "until": self.until,
-            "counts": self.counts,
-            "pending": self.pending,
-            "marks": self.marks,
-        }
+        return asdict(self)
 
     def add(
         self,

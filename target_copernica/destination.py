@@ -346,7 +346,7 @@ def matching_ids(
     if dataonly:
         params.append(("dataonly", "true"))
     rows = dict_rows(payload_of(session.request("GET", path, params=params)))
-    return [int(row.get("ID") or row.get("id") or 0) for row in rows]
+    return [row_id(row) for row in rows]
 
 
 def find_profiles(
