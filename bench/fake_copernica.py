@@ -33,11 +33,14 @@ import base64
 import bisect
 import contextlib
 import gc
+import itertools
 import json
+import operator
 import random
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -175,22 +178,29 @@ class Condition:
     op: str
     value: str
 
+    @property
+    def operand(self) -> Any:
+        """The right-hand side as the column holds it (IDs are integers)."""
+        if self.name != "id":
+            return self.value
+        try:
+            return int(self.value)
+        except ValueError:
+            return 0
+
     def test(self, left: Any) -> bool:
-        right: Any = self.value
-        if self.name == "id":
-            try:
-                right = int(self.value)
-            except ValueError:
-                right = 0
-        op = "!=" if self.op == "<>" else self.op
-        return {
-            "==": left == right,
-            "!=": left != right,
-            "<": left < right,
-            ">": left > right,
-            "<=": left <= right,
-            ">=": left >= right,
-        }[op]
+        return bool(COMPARE[self.op](left, self.operand))
+
+
+COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<>": operator.ne,
+    "<": operator.lt,
+    ">": operator.gt,
+    "<=": operator.le,
+    ">=": operator.ge,
+}
 
 
 def parse_condition(expression: str) -> Condition | None:
@@ -288,21 +298,39 @@ class Server:
             else:
                 chosen = db.rows[low + start : min(high, low + start + limit)]
         else:  # the general path: filter, order by (modified, ID) or ID
-            keep = [
-                i
-                for i in range(low, high)
-                if all(
-                    c.test(db.ids[i] if c.name == "id" else db.modified[i])
-                    for c in rest
-                    if c.name in ("id", "modified")
-                )
+            tests = [
+                (db.ids if c.name == "id" else db.modified, COMPARE[c.op], c.operand)
+                for c in rest
+                if c.name in ("id", "modified")
             ]
+
+            def passes(i: int) -> bool:
+                return all(compare(column[i], operand) for column, compare, operand in tests)
+
+            window: list[int] | itertools.islice[int]
             if orderby == "modified":
+                keep = [i for i in range(low, high) if passes(i)]
                 keep.sort(key=lambda i: (db.modified[i], db.ids[i]))
-            if descending:
-                keep.reverse()
-            matched = len(keep)
-            window = keep[start : start + limit] if start >= 0 and limit > 0 else []
+                if descending:
+                    keep.reverse()
+                matched = len(keep)
+                window = keep[start : start + limit] if start >= 0 and limit > 0 else []
+            else:
+                # In ID order a page needs only its first start + limit matches (as an index
+                # would give them); the whole range is scanned only when `total` is asked.
+                order = range(high - 1, low - 1, -1) if descending else range(low, high)
+                hits = (i for i in order if passes(i))
+                if total:
+                    keep = list(hits)
+                    matched = len(keep)
+                    window = keep[start : start + limit] if start >= 0 and limit > 0 else []
+                else:
+                    matched = 0
+                    window = (
+                        itertools.islice(hits, start, start + limit)
+                        if start >= 0 and limit > 0
+                        else []
+                    )
             chosen = [db.rows[i] for i in window]
         head = f'{{"start":{start},"limit":{limit},"count":{len(chosen)},'
         if total:

@@ -114,6 +114,9 @@ def _datetime_reader(convert: Callable[[str, ZoneInfo], str | None]) -> Reader:
     """A date-time field's reader writing ISO 8601 with `convert` (offset, or UTC)."""
 
     def read(value: str, tz: ZoneInfo) -> str | None:
+        converted = convert(value, tz)  # the API's own layout: the usual case, and the fast one
+        if converted is not None:
+            return converted
         text = value.strip()
         if text in ZERO_TIMESTAMPS or text.startswith("0000-00-00"):
             return None
@@ -194,6 +197,15 @@ class FieldReader:
         self._tz = tz
         self.unreadable: Counter[str] = Counter()
         self.examples: dict[str, str] = {}
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The account's zone, in which the readers take local times."""
+        return self._tz
+
+    def reader(self, name: str) -> Reader:
+        """The bare reader of field `name` (`utc_timestamps` applied); `read` wraps it."""
+        return self._types.get(name, _STRING).read
 
     def read(self, name: str, value: Any) -> Any:
         """The typed value of field `name`; None (and counted) when it does not fit."""

@@ -43,18 +43,30 @@ _API_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?")
 def api_to_iso(value: str | None, tz: ZoneInfo) -> str | None:
     """API timestamp string to ISO 8601 with offset; None/zero/unparseable to None.
 
-    The hot path of every profile: the offset is looked up once per local hour (it is the
-    same for the whole hour, the autumn hour that repeats taken as its first occurrence,
-    as `zoneinfo` does), the rest is string surgery on the API's fixed layout.
+    The hot path of every profile: the offset is looked up once per local day, and per
+    local hour on the days the clocks change (the autumn hour that repeats taken as its
+    first occurrence, as `zoneinfo` does); the rest is string surgery on the API's layout.
     """
     if not isinstance(value, str):
         return None
-    if len(value) == 19 and value[13] == ":" and value[16] == ":" and value[10] == " ":
-        offset = _hour_offset(value[:13], tz)
-        minutes, seconds = value[14:16], value[17:19]
-        if offset and minutes.isdigit() and seconds.isdigit() and minutes < "60" > seconds:
-            return f"{value[:10]}T{value[11:19]}{offset}"
-        return None
+    if (
+        len(value) == 19
+        and value[10] == " "
+        and value[11:13] in _HOURS
+        and value[13] == ":"
+        and value[14:] in _CLOCK
+    ):
+        day = value[:10]
+        offsets = _OFFSETS.get(tz) or _OFFSETS.setdefault(tz, {})
+        offset = offsets.get(day)
+        if offset is None:
+            offset = _remember(offsets, day, _day_offset(day, tz))
+        if not offset:  # the clocks change that day (or the date is not one): by the hour
+            hour = value[:13]
+            offset = offsets.get(hour)
+            if offset is None:
+                offset = _remember(offsets, hour, _hour_offset(hour, tz) or "")
+        return f"{day}T{value[11:]}{offset}" if offset else None
     try:
         parsed = api_to_datetime(value, tz)
     except ValueError:
@@ -62,7 +74,31 @@ def api_to_iso(value: str | None, tz: ZoneInfo) -> str | None:
     return parsed.isoformat() if parsed else None
 
 
-@lru_cache(maxsize=65536)
+#: Valid hours and `mm:ss`: set lookups check a timestamp's clock.
+_HOURS = frozenset(f"{h:02d}" for h in range(24))
+_CLOCK = frozenset(f"{m:02d}:{s:02d}" for m in range(60) for s in range(60))
+#: Per zone: each local day's offset ('' when it changes that day, or for no valid date),
+#: and each hour's for the days the clocks change. A timestamp of a day seen before costs
+#: a dict lookup; a new day one offset computation (not one per hour: timestamps that
+#: spread over years hit few hours twice).
+_OFFSETS: dict[ZoneInfo, dict[str, str]] = {}
+_MAX_ENTRIES = 65536
+
+
+def _remember(offsets: dict[str, str], key: str, offset: str) -> str:
+    """Keep `offset` for `key`; a full cache is emptied first (bounds memory)."""
+    if len(offsets) >= _MAX_ENTRIES:
+        offsets.clear()
+    offsets[key] = offset
+    return offset
+
+
+def _day_offset(day: str, tz: ZoneInfo) -> str:
+    """The offset of local day 'YYYY-MM-DD' when it is the same all day, else ''."""
+    first, last = _hour_offset(f"{day} 00", tz), _hour_offset(f"{day} 23", tz)
+    return first if first and first == last else ""
+
+
 def _hour_offset(hour: str, tz: ZoneInfo) -> str | None:
     """'+01:00' for a local hour 'YYYY-MM-DD hh'; None for a zero or invalid hour."""
     try:

@@ -8,6 +8,7 @@ stream's name, and discovery reads with the same URL, auth and retries as a sync
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -167,15 +168,18 @@ class Account:
         return None if rows is None else [dict(row) for row in rows]
 
     # -- reading ahead --------------------------------------------------------------------
-    def read_structure_ahead(self) -> None:
+    def read_structure_ahead(self, products: Iterable[str] = ()) -> None:
         """Fetch every database's fields and collections, then the collections' fields, with
-        `max_parallel_requests` in flight (discovery is otherwise a chain of round trips)."""
+        `max_parallel_requests` in flight (discovery is otherwise a chain of round trips);
+        alongside the first of those, the emailing lists of `products` (the run reads them
+        for its windows and partitions: asked later, each would be a round trip alone)."""
         workers = self.settings.max_parallel_requests
         ids = self.database_ids()
         calls: list[Callable[[], object]] = [
             partial(self.field_definitions, "database", db) for db in ids
         ]
         calls += [partial(self.collections_of, db) for db in ids]
+        calls += [partial(self._emailings_ahead, product) for product in products]
         for _ in in_order(calls, workers):
             pass
         collections = [c["collection_id"] for c in self.collection_contexts()]
@@ -207,6 +211,12 @@ class Account:
             pass
 
     # -- emailings ------------------------------------------------------------------------
+    def _emailings_ahead(self, product: str) -> None:
+        """Read the product's emailing list now; an error is kept and raised to the stream
+        that asks for the list (a product the account lacks ends only that stream)."""
+        with contextlib.suppress(Exception):
+            self._emailing_rows(product)
+
     def _emailing_rows(self, product: str) -> list[dict[str, Any]]:
         """Every emailing of `product`, read through its `<product>_emailings` stream."""
         if product in self._emailings_failed:

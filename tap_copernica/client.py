@@ -24,7 +24,7 @@ from copernica_api.sdk_compat import CompatRESTStream
 from copernica_api.settings import ClientSettings
 from copernica_api.tls import fail_fast_on_tls, trust_environment
 from tap_copernica.budget import RequestBudgetSpent, RunInParts
-from tap_copernica.readahead import Entry, ReadAhead
+from tap_copernica.readahead import Entry, ReadAhead, request_key
 
 if TYPE_CHECKING:
     from singer_sdk import Tap
@@ -160,12 +160,13 @@ class CopernicaStream(CompatRESTStream):
         """The page's request, to be read ahead (`ReadAhead.plan`); its answer is taken by
         the stream's own request for that page."""
         prepared = self.prepare_page(context, token)
-        return Entry(self.name, str(prepared.url), partial(self._sending, prepared, context))
+        key = request_key(self.name, str(prepared.url))
+        return Entry(self.name, key, partial(self._sending, prepared, context))
 
     def serve_prefetched(self, prepared: requests.PreparedRequest) -> requests.Response | None:
         """The response read ahead for this URL, if any; the error that ended it is raised
         here, at the stream's turn, as if the request had just been sent."""
-        outcome = self.services.read_ahead.take(str(prepared.url))
+        outcome = self.services.read_ahead.take(request_key(self.name, str(prepared.url)))
         if outcome is None:
             return None
         if outcome.error is not None:

@@ -11,7 +11,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def in_order(calls: Iterable[Callable[[], T]], workers: int) -> Generator[T, None, None]:
+def in_order(
+    calls: Iterable[Callable[[], T]], workers: int, ahead: int | None = None
+) -> Generator[T, None, None]:
     """Run `calls` with at most `workers` at once; yield their results in submission order.
 
     Calls are handed to the threads ahead of the result being handed back (up to three times
@@ -21,14 +23,15 @@ def in_order(calls: Iterable[Callable[[], T]], workers: int) -> Generator[T, Non
     (measured under 100 ms latency: fewer ahead left threads idle). The bound also bounds
     the finished results held in memory. `calls` is consumed lazily, so a producer may plan
     the next call from the results seen so far. An error in any call is raised at its turn;
-    calls not yet started are cancelled.
+    calls not yet started are cancelled. `ahead` overrides how many calls are handed out
+    beyond the one the consumer waits for (a plan of many small requests reads further).
     """
     workers = max(1, workers)
     pending: deque[Future[T]] = deque()
     todo = iter(calls)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copernica") as pool:
         try:
-            for call in itertools.islice(todo, min(3 * workers, workers + 8)):
+            for call in itertools.islice(todo, ahead or min(3 * workers, workers + 8)):
                 pending.append(pool.submit(call))
             while pending:
                 result = pending.popleft().result()

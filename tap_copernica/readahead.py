@@ -44,13 +44,25 @@ class Outcome:
     error: Exception | None = None
 
 
+#: Requests of a plan sent ahead of the one its streams wait for, per request in flight:
+#: plans hold many small requests (a partition's first page each), and the SDK waits for
+#: them in order; the answers this keeps are bounded all the same (`_Plan._held`).
+PLAN_AHEAD = 4
+
 #: A request that was planned but not sent (see `Outcome`).
 NOT_SENT = Outcome()
 
 
+def request_key(stream: str, url: str) -> str:
+    """What a request read ahead is found by: its stream and URL. Two streams may send the
+    same URL (`profiles` and the typed `profiles_<database>` read the same pages): each
+    takes its own answer."""
+    return f"{stream} {url}"
+
+
 @dataclass(frozen=True)
 class Entry:
-    """One request to read ahead: its stream, its key (the request's URL) and its call."""
+    """One request to read ahead: its stream, its key (`request_key`) and its call."""
 
     stream: str
     key: str
@@ -62,6 +74,20 @@ class _Gate:
     """A stream's first request in a plan: the others of the stream wait for its answer."""
 
     done: threading.Event = field(default_factory=threading.Event)
+
+
+class _FollowUp:
+    """A request sent by another's call (`ReadAhead.follow_up`): its answer once there."""
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self.answered = threading.Event()
+        self.outcome = NOT_SENT
+
+    def settle(self, outcome: Outcome) -> None:
+        if not self.answered.is_set():
+            self.outcome = outcome
+            self.answered.set()
 
 
 class _Plan:
@@ -83,7 +109,7 @@ class _Plan:
         self._lock = threading.Lock()
         self._gates: list[_Gate] = []
         self.closed = threading.Event()
-        self._results = in_order(self._calls(ordered), owner.workers)
+        self._results = in_order(self._calls(ordered), owner.workers, PLAN_AHEAD * owner.workers)
 
     def take(self, key: str) -> Outcome:
         """The outcome of `key`, collecting (and keeping) the ones planned before it."""
@@ -166,6 +192,10 @@ class ReadAhead:
         self._slots: threading.BoundedSemaphore | None = None
         self.workers = 1
         self._budgeted = False
+        #: requests sent after a planned one by its call (`follow_up`), by key
+        self._follow_ups: dict[str, _FollowUp] = {}
+        #: how many more follow-up answers may be held (`configure` sets it)
+        self._room = 0
 
     def configure(self, workers: int, *, budgeted: bool = False) -> None:
         """Allow `workers` requests in flight (the first call decides, once per run).
@@ -180,6 +210,8 @@ class ReadAhead:
             if self._slots is None:
                 self.workers = max(1, workers)
                 self._budgeted = budgeted
+                # Two partitions' worth of a profile scan's highest ID and first ranges.
+                self._room = 2 * (self.workers + 1)
                 self._slots = threading.BoundedSemaphore(self.workers)
 
     @property
@@ -197,18 +229,85 @@ class ReadAhead:
         self._proven.add(stream)
 
     def take(self, key: str) -> Outcome | None:
-        """The outcome of the planned request `key`, or None when none is planned."""
+        """The outcome of the planned request `key`, or None when none is planned (a
+        follow-up still on its way is waited for: it is sent no sooner by its stream)."""
         with self._lock:
-            plan = self._planned.pop(key, None)
+            follow_up = self._forget(key)
+            plan = self._planned.pop(key, None) if follow_up is None else None
+        if follow_up is not None:
+            follow_up.answered.wait()
+            return follow_up.outcome
         if plan is None:
             return None
         return plan.take(key)
+
+    def holds(self, key: str) -> bool:
+        """Whether `key` was followed up (`follow_up`) and not taken yet."""
+        with self._lock:
+            return key in self._follow_ups
+
+    def follow_up(self, entries: list[Entry]) -> list[Outcome]:
+        """Send `entries` now, side by side, and keep their answers until their streams take
+        them; returns the outcomes in order (`NOT_SENT` for those left out). Called by a
+        planned request's call that found out what its stream sends next (a profile scan's
+        highest ID and first ranges, after its first page: the same endpoint, so the stream
+        is proven). Left out: entries planned or followed up already, of a stream that ended
+        or failed, and beyond `_room` answers held at once (bounds memory)."""
+        if not self.planning:
+            return [NOT_SENT] * len(entries)
+        with self._lock:
+            fresh = [
+                entry
+                for entry in entries
+                if entry.key not in self._planned
+                and entry.key not in self._follow_ups
+                and entry.stream not in self.done
+                and entry.stream not in self.failed
+            ][: max(0, self._room)]
+            self._room -= len(fresh)
+            waiting = {entry.key: _FollowUp(entry.stream) for entry in fresh}
+            self._follow_ups.update(waiting)
+        outcomes: dict[str, Outcome] = {}
+        try:
+            calls = [partial(self._send_follow_up, entry, waiting[entry.key]) for entry in fresh]
+            outcomes = dict(zip(waiting, in_order(calls, self.workers), strict=True))
+        finally:  # whatever went wrong, nobody waits for an answer that will not come
+            unsent = [key for key in waiting if key not in outcomes]
+            with self._lock:
+                for key in unsent:
+                    self._forget(key)
+            for key in unsent:
+                waiting[key].settle(NOT_SENT)
+        return [outcomes.get(entry.key, NOT_SENT) for entry in entries]
+
+    def _send_follow_up(self, entry: Entry, waiting: _FollowUp) -> Outcome:
+        if entry.stream in self.done or entry.stream in self.failed:
+            outcome = NOT_SENT  # its stream ended meanwhile
+        else:
+            try:
+                outcome = Outcome(response=entry.send())
+            except Exception as exc:  # raised at the stream's turn, as if sent then
+                self.failed.add(entry.stream)
+                outcome = Outcome(error=exc)
+        waiting.settle(outcome)
+        return outcome
+
+    def _forget(self, key: str) -> _FollowUp | None:
+        """Remove a follow-up (taken, or of an ended stream): its room is free again."""
+        follow_up = self._follow_ups.pop(key, None)
+        if follow_up is not None:
+            self._room += 1
+        return follow_up
 
     def stream_done(self, streams: Iterable[str]) -> None:
         """The syncs of `streams` ended: what is planned for them is neither sent nor kept."""
         names = set(streams)
         with self._lock:
             self.done |= names
+            for key in [k for k, f in self._follow_ups.items() if f.stream in names]:
+                forgotten = self._forget(key)
+                if forgotten is not None:
+                    forgotten.settle(NOT_SENT)
             plans = set(self._planned.values())
             for key in [k for k, plan in self._planned.items() if plan.streams[k] in names]:
                 del self._planned[key]
@@ -229,6 +328,7 @@ class ReadAhead:
             for entry in entries:
                 if (
                     entry.key not in self._planned
+                    and entry.key not in self._follow_ups
                     and entry.key not in seen
                     and entry.stream not in self.done
                 ):
@@ -255,7 +355,7 @@ class ReadAhead:
         yet proven). A leader moves up by as many calls as `in_order` runs ahead: by the
         time its stream's other entries start, it has (mostly) answered, so they do not
         wait with a thread each while nothing else is sent."""
-        ahead = 3 * self.workers
+        ahead = PLAN_AHEAD * self.workers
         leaders: set[str] = set()
         ranked: list[tuple[int, int, Entry, bool]] = []
         for position, entry in enumerate(entries):

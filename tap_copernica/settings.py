@@ -97,8 +97,9 @@ SETTINGS = th.PropertiesList(
         default=4,
         description="Requests in flight at once across the tap: profiles read by ID ranges "
         "(full loads, first syncs from `start_date`, mass updates), and the first page of "
-        "each partition (database, collection, view, emailing) read ahead (1 = strictly one "
-        "after another). Records and STATE come out as in a serial run.",
+        "each partition (database, collection, view, emailing) read ahead, with, under "
+        "latency, a profile partition's highest ID and first ranges (1 = strictly one after "
+        "another). Records and STATE come out as in a serial run.",
     ),
     th.Property(
         "max_requests",

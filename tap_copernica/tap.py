@@ -27,10 +27,10 @@ from tap_copernica.budget import STATE_KEY, RequestBudgetSpent
 from tap_copernica.client import CopernicaStream, StreamServices
 from tap_copernica.output import SingerLineWriter
 from tap_copernica.progress import RunProgress
-from tap_copernica.settings import SETTINGS, TapSettings
+from tap_copernica.settings import PRODUCTS, SETTINGS, TapSettings
 from tap_copernica.state import state_problems
 from tap_copernica.streams.base import ObjectStream, build_stream_classes, run_ahead
-from tap_copernica.streams.mailings import MAILING_SPECS
+from tap_copernica.streams.mailings import MAILING_SPECS, MailingSpec
 from tap_copernica.streams.profiles import STREAM_SPECS, ProfileStream
 from tap_copernica.streams.reconciliation import (
     RECONCILIATION_SPECS,
@@ -84,10 +84,41 @@ class TapCopernica(Tap):
         typed = [TypedProfileStream(self, services, table) for table in self.typed_tables()]
         return [*self._generic.values(), *typed]
 
+    def emailing_lists_wanted(self) -> list[str]:
+        """The products whose emailing list this sync reads: those with a selected stream
+        that asks for it (`MailingSpec.reads_emailing_list`), both with `consumption` or
+        `reconciliation` selected. None at discovery (no catalog), nor with a request
+        budget (nothing is read before it is needed). `Account` keeps them: read alongside
+        the structure, they are not asked again."""
+        catalog = self.input_catalog
+        if catalog is None or self.settings.max_requests is not None:
+            return []
+        selected = {
+            entry.tap_stream_id
+            for entry in catalog.streams
+            if entry.metadata.resolve_selection()[()]
+        }
+        if selected & {"consumption", "reconciliation"}:
+            return list(PRODUCTS)
+        if not hasattr(self, "_generic"):
+            _ = self.streams
+        specs = [getattr(self._generic.get(name), "spec", None) for name in selected]
+        settings = self.settings
+        return [
+            product
+            for product in PRODUCTS
+            if any(
+                isinstance(spec, MailingSpec)
+                and spec.product == product
+                and spec.reads_emailing_list(settings.emailings_of(product) is not None)
+                for spec in specs
+            )
+        ]
+
     def typed_tables(self) -> list[TypedTable]:
         """One table per database read, and one per collection of those databases."""
         account = self.account
-        account.read_structure_ahead()
+        account.read_structure_ahead(self.emailing_lists_wanted())
         ids = account.database_ids()
         databases = [db for db in account.databases() if int(db["ID"]) in ids]
         db_names = unique_names([(int(db["ID"]), str(db.get("name", ""))) for db in databases])

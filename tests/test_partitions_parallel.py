@@ -255,8 +255,8 @@ def test_a_stream_that_stops_early_sends_no_more_of_its_plan(
     assert result.exit_code == 3
     assert "Stream 'ms_emailing_destinations' failed" in caplog.text
     assert len(result.records["ms_emailing_statistics"]) == 108
-    # Two pages of the first emailing, and what was in flight then (`in_order`'s window).
-    assert counts["/v4/ms/emailing/N/destinations"] <= 2 + 3 * 2
+    # Two pages of the first emailing, and what was handed out then (a plan's window).
+    assert counts["/v4/ms/emailing/N/destinations"] <= 2 + readahead.PLAN_AHEAD * 2
 
 
 def test_closing_a_plan_never_leaves_a_request_waiting(
@@ -269,7 +269,9 @@ def test_closing_a_plan_never_leaves_a_request_waiting(
     race (the timing cannot be forced through the real pool)."""
     started: list[threading.Thread] = []
 
-    def losing_the_race(calls: Iterator[Callable[[], Any]], workers: int) -> Iterator[Any]:
+    def losing_the_race(
+        calls: Iterator[Callable[[], Any]], workers: int, ahead: int | None = None
+    ) -> Iterator[Any]:
         todo = iter(calls)
         try:
             yield next(todo)()

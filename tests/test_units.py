@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import random
 
 import pytest
 import requests
@@ -55,6 +56,28 @@ def test_api_timestamps_become_iso_with_the_account_offset() -> None:
     assert api_to_iso("2024-07-15 10:00:00", AMS) == "2024-07-15T10:00:00+02:00"
     assert api_to_iso("0000-00-00 00:00:00", AMS) is None
     assert api_to_iso("", AMS) is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Europe/Amsterdam", "America/Santiago", "Asia/Beirut", "America/St_Johns", "Asia/Kolkata"],
+)
+def test_api_timestamps_get_the_offset_of_their_own_moment(name: str) -> None:
+    """Every quarter hour of two years (offsets are looked up per day, and per hour on the
+    days the clocks change: zones that change at 02:00, at midnight, with half-hour offsets),
+    in shuffled order, each against `zoneinfo` (the repeated autumn hour: its first time)."""
+    tz = zone(name)
+    moment = dt.datetime(2023, 1, 1)
+    stamps: list[str] = []
+    while moment < dt.datetime(2025, 1, 1):
+        stamps.append(moment.strftime("%Y-%m-%d %H:%M:%S"))
+        moment += dt.timedelta(minutes=15)
+    random.Random(7).shuffle(stamps)
+    for stamp in stamps:
+        expected = dt.datetime.fromisoformat(stamp).replace(tzinfo=tz).isoformat()
+        assert api_to_iso(stamp, tz) == expected, stamp
+    for invalid in ("2023-02-30 10:00:00", "2023-01-05 24:00:00", "2023-01-05 10:60:00"):
+        assert api_to_iso(invalid, tz) is None, invalid
 
 
 def test_filter_floor_moves_back_over_the_repeated_autumn_hour() -> None:

@@ -133,14 +133,18 @@ class ObjectStream(CopernicaStream):
         """The stream's plan while it syncs; once it ended (also early: a failure, the
         budget), what the run planned for it and its children is neither sent nor kept."""
         read_ahead = self.services.read_ahead
+        streams = [self.name, *(s.name for s in self.descendent_streams)]
         try:
             if read_ahead.planning:
                 with read_ahead.plan(self.planned(self.entries_ahead)):
-                    yield
+                    try:
+                        yield
+                    finally:  # before the plan closes: its calls still running send no more
+                        read_ahead.stream_done(streams)
             else:
                 yield
         finally:
-            read_ahead.stream_done([self.name, *(s.name for s in self.descendent_streams)])
+            read_ahead.stream_done(streams)
 
     def entries_ahead(self) -> list[Entry]:
         """The first request of each of this stream's partitions, and of the children of

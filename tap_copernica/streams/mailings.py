@@ -370,6 +370,12 @@ class MailingSpec(StreamSpec):
     #: per-destination path, used for partitions when `destination_ids` is set (events)
     destination_path: str | None = None
 
+    def reads_emailing_list(self, emailings_chosen: bool) -> bool:
+        """Whether the stream asks `Account` for the product's emailing list: for its
+        windows (from the first emailing, up to the list's `Date`), or for its partitions
+        (one per emailing) unless `emailing_ids` chose them."""
+        return isinstance(self, WindowedSpec) or (self.per_emailing and not emailings_chosen)
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CatalogueSpec(MailingSpec):

@@ -37,6 +37,7 @@ from tap_copernica.paging import (
     ids_of,
 )
 from tap_copernica.prefetch import in_order
+from tap_copernica.readahead import Entry, request_key
 from tap_copernica.state import ProfileBookmark
 from tap_copernica.streams.base import ListStream, ObjectStream, RecordShape, StreamSpec
 
@@ -53,6 +54,10 @@ _Part = tuple[int, int | None, list[dict], int]
 RANGE_PAGES = 2
 #: The widest range of a filtered scan, in pages of IDs (its rows may be sparse).
 FILTERED_SPAN_PAGES = 200
+#: A first page read ahead that took this long to answer has its partition's highest ID
+#: and first ranges asked at once (`ProfileStream.ahead`): a real API's latency, well
+#: above what a page takes to process, so the scan reads ranges side by side anyway.
+PROBE_AHEAD_WAIT_S = 0.1
 
 
 class DatabasesStream(ListStream):
@@ -165,13 +170,70 @@ class ProfileStream(ObjectStream):
         round trips (first page, then the ranges it plans)."""
         if context is None:
             return None
+        cursor = self._planned_cursor(context)
+        parallel = self.settings.max_parallel_requests > 1
+        return self._scan_start(cursor) if cursor.by_id and parallel else cursor.params()
+
+    def _planned_cursor(self, context: Context) -> ProfileCursor:
+        """Where the partition's read will start, from a copy of its STATE."""
         kind = self.spec.owner_kind
         clash = self.account.has_modified_field(kind, int(context[f"{kind}_id"]))
         state = copy.deepcopy(self.context_state_if_any(context) or {})
         bookmark = ProfileBookmark(state, self.settings.tz, self.settings.start_date)
         parallel = self.settings.max_parallel_requests > 1
-        cursor = bookmark.cursor(self.settings.page_size, by_id=clash, parallel=parallel)
-        return self._scan_start(cursor) if cursor.by_id and parallel else cursor.params()
+        return bookmark.cursor(self.settings.page_size, by_id=clash, parallel=parallel)
+
+    def ahead(self, context: Context | None, token: Any) -> Entry:
+        """The partition's first page read ahead. An ID-ordered scan's page that comes back
+        full under latency is followed at once by what the scan sends next: the highest ID,
+        then the first ranges (the same requests, planned the same way): the partition is
+        in hand when its turn comes, instead of starting a chain of round trips then."""
+        entry = super().ahead(context, token)
+        if context is None or token.get("orderby") != "id" or "order" in token:
+            return entry
+        cursor = self._planned_cursor(context)
+        send_ahead = super().ahead
+        probe = send_ahead(context, self._highest(token["fields[]"]))
+        read_ahead = self.services.read_ahead
+
+        def follow_ups(first: list[dict]) -> None:
+            (highest,) = read_ahead.follow_up([probe])
+            if highest.response is not None:
+                top = dict_rows(payload_of(highest.response))
+                planner = self._planner(first, top, cursor)
+                firsts = self._first_ranges(planner, cursor.id_filters())
+                read_ahead.follow_up([send_ahead(context, params) for params in firsts])
+
+        def first_page() -> requests.Response:
+            response = entry.send()
+            first = dict_rows(payload_of(response))
+            waited = response.elapsed.total_seconds()
+            if len(first) >= self.settings.page_size and waited >= PROBE_AHEAD_WAIT_S:
+                try:
+                    follow_ups(first)
+                except Exception as exc:  # only saves time: the scan's own reads report it
+                    self.logger.debug("Not reading '%s' ranges ahead: %s", self.name, exc)
+            return response
+
+        return Entry(entry.stream, entry.key, first_page)
+
+    def _first_ranges(self, planner: IdRangePlanner, filters: list[str]) -> list[dict[str, Any]]:
+        """The first request of each range the scan sends before it sees any of them (one
+        per request in flight), as `_range_calls` sends them."""
+        params: list[dict[str, Any]] = []
+        for low, high in planner.ranges():
+            if len(params) == self.settings.max_parallel_requests:
+                break
+            if high >= planner.max_id:
+                params.append({"orderby": "id", "fields[]": [f"id>{low}", *filters]})
+                break
+            params.append(IdRangePlanner.range_params(low, high, filters))
+        return params
+
+    @staticmethod
+    def _highest(filters: list[str]) -> dict[str, Any]:
+        """The request for the highest ID among rows that pass `filters`."""
+        return {"orderby": "id", "order": "desc", "limit": 1, "fields[]": filters}
 
     @staticmethod
     def _scan_start(cursor: ProfileCursor) -> dict[str, Any]:
@@ -250,7 +312,7 @@ class ProfileStream(ObjectStream):
         if upto is not None:
             self._bookmark.scanned_to(upto)
 
-    def _workers(self, wait_s: float, page_s: float) -> int:
+    def _workers(self, wait_s: float, page_s: float, *, ranges_ahead: bool = False) -> int:
         """Requests to keep in flight, from the first page: how long the API took to answer
         (until the headers), and how long its records took to go out.
 
@@ -258,10 +320,11 @@ class ProfileStream(ObjectStream):
         nearby API), there is little waiting to hide: pages are read one after another,
         and more threads would only fight over the interpreter to decode pages nobody is
         ready for (slower, measured). Under real latency, every allowed request is kept in
-        flight.
+        flight; so too when the highest ID and first ranges were read ahead (`ahead`):
+        reading them costs nothing more, leaving them would waste them.
         """
         most = self.settings.max_parallel_requests
-        workers = 1 if wait_s < page_s else most
+        workers = most if ranges_ahead or wait_s >= page_s else 1
         how = (
             "page by page"
             if workers == 1
@@ -290,15 +353,16 @@ class ProfileStream(ObjectStream):
         yield from self._emit_scanned(first, server_now)
         if len(first) < size:
             return
-        workers = self._workers(waited, time.perf_counter() - fetched)
+        highest = self.prepare_page(context, self._highest(filters))
+        ranges_ahead = self.services.read_ahead.holds(request_key(self.name, str(highest.url)))
+        workers = self._workers(waited, time.perf_counter() - fetched, ranges_ahead=ranges_ahead)
         page: list[dict] = first
         # With one request in flight there is nothing to overlap: the keyset pages below
         # are full, where ranges planned 90 % full cost a tenth more requests (measured).
         if workers > 1:
             # Only ranges need the highest ID (and give the progress lines an ETA): a
             # partition within a page, or read page by page, costs no request for it.
-            highest = {"orderby": "id", "order": "desc", "limit": 1, "fields[]": filters}
-            top, _ = self._rows(context, highest)
+            top, _ = self._rows(context, self._highest(filters))
             self._scan_range = (after, int(top[0]["ID"])) if top else None
             page = yield from self._read_ranges(context, first, top, workers)
         while len(page) >= size:
@@ -310,17 +374,7 @@ class ProfileStream(ObjectStream):
     ) -> Generator[dict[str, Any], None, list[dict]]:
         """The rows after the first page up to the highest ID, as ID ranges fetched side by
         side, in order; returns the last page read."""
-        size = self.settings.page_size
-        start = int(first[-1]["ID"])
-        planner = IdRangePlanner(
-            page_size=size,
-            after_id=start,
-            max_id=max(int(top[0]["ID"]), start) if top else start,  # never below what is read
-            span=max(size, int(0.9 * (start - int(first[0]["ID"]) + 1))),
-            # Filtered rows may be sparse: wider ranges keep pages full. What a range holds
-            # in memory is bounded by `RANGE_PAGES` all the same.
-            max_span_pages=FILTERED_SPAN_PAGES if self._cursor.filtered else MAX_SPAN_PAGES,
-        )
+        planner = self._planner(first, top, self._cursor)
         page = first
         for low, high, rows, complete_to in in_order(self._range_calls(context, planner), workers):
             if high is None:  # the open-ended last range
@@ -335,6 +389,21 @@ class ProfileStream(ObjectStream):
                 yield from self._emit_scanned(more, None, reached)
             planner.observe(low, high, count)
         return page
+
+    def _planner(self, first: list[dict], top: list[dict], cursor: ProfileCursor) -> IdRangePlanner:
+        """The ranges after the first page up to the highest ID (`top`), spans from the
+        first page's density."""
+        size = self.settings.page_size
+        start = int(first[-1]["ID"])
+        return IdRangePlanner(
+            page_size=size,
+            after_id=start,
+            max_id=max(int(top[0]["ID"]), start) if top else start,  # never below what is read
+            span=max(size, int(0.9 * (start - int(first[0]["ID"]) + 1))),
+            # Filtered rows may be sparse: wider ranges keep pages full. What a range holds
+            # in memory is bounded by `RANGE_PAGES` all the same.
+            max_span_pages=FILTERED_SPAN_PAGES if cursor.filtered else MAX_SPAN_PAGES,
+        )
 
     def _range_calls(
         self, context: Context, planner: IdRangePlanner

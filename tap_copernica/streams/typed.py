@@ -120,10 +120,9 @@ class TypedProfileStream(ProfileStream):
             itemgetter(*(n for n, _ in self._text_columns)) if len(self._text_columns) > 1 else None
         )
         self._text_names = tuple(c for _, c in self._text_columns)
-        tz, utc = services.settings.tz, services.settings.utc_timestamps
-        self._tz = tz
+        tz = services.settings.tz
         self._typed_columns = [
-            (n, self._columns[n], _known_values(kind, tz), _direct_reader(kind, utc=utc))
+            (n, self._columns[n], _known_values(kind, tz), _direct_reader(self._reader, n, kind))
             for n, kind in table.fields
             if field_type(kind) is not TEXT
         ]
@@ -150,9 +149,9 @@ class TypedProfileStream(ProfileStream):
         """Each field in its own column, typed.
 
         Runs for every profile, so the typed stream costs about what the generic one does:
-        a text value is copied, and a typed value is read once per distinct value and
-        looked up after that (ages, scores, dates and choices repeat across profiles).
-        An unreadable value is never remembered, so each one is counted.
+        a text value is copied, an empty one is null, a number goes through `int`/`float`,
+        and a date is read once per distinct value and looked up after that. An unreadable
+        value is never remembered, so each one is counted.
         """
         values = record.pop("fields", None) or {}
         try:  # the usual row: every field present, text as strings (the API sends no other)
@@ -165,23 +164,26 @@ class TypedProfileStream(ProfileStream):
             for name, column in self._text_columns:
                 value = values.get(name)
                 record[column] = value if value is None or value.__class__ is str else str(value)
-        read, tz = self._reader.read, self._tz
+        read = self._reader.read
         for name, column, known, direct in self._typed_columns:
             value = values.get(name)
-            if value is None:
+            if value is None or value == "":  # no value, for every type
                 record[column] = None
                 continue
-            typed = known.get(value, _UNKNOWN)
-            if typed is _UNKNOWN:
-                if direct is not None and value.__class__ is str:
-                    try:
-                        typed = direct(value, tz)
-                    except (ValueError, TypeError, OverflowError):
-                        typed = read(name, value)  # null, and counted as unreadable
-                else:
-                    typed = read(name, value)
-                if typed is not None and len(known) < MAX_KNOWN_VALUES:
-                    known[value] = typed
+            if known is not None:
+                typed = known.get(value, _UNKNOWN)
+                if typed is not _UNKNOWN:
+                    record[column] = typed
+                    continue
+            if value.__class__ is str:
+                try:
+                    typed = direct(value)
+                except (ValueError, TypeError, OverflowError):
+                    typed = read(name, value)  # null, and counted as unreadable
+            else:
+                typed = read(name, value)
+            if known is not None and typed is not None and len(known) < MAX_KNOWN_VALUES:
+                known[value] = typed
             record[column] = typed
         return record
 
@@ -194,21 +196,30 @@ _STRINGS = {str}
 TEXT = field_type("text")
 
 
-def _direct_reader(kind: str, *, utc: bool) -> Callable[[str, ZoneInfo], Any] | None:
-    """The type's reader, called without `FieldReader.read` around it (which still reads
-    what this one refuses, to count it); None where `utc_timestamps` changes the reading."""
+def _direct_reader(reader: FieldReader, name: str, kind: str) -> Callable[[str], Any]:
+    """The field's reader for one API string, called without `FieldReader.read` around it
+    (which still reads what this one refuses, to count it). Numbers are Python's own
+    `int`/`float`, as their readers use them."""
+    if kind.lower() == "integer":
+        return int
+    if kind.lower() == "float":
+        return float
+    read, tz = reader.reader(name), reader.tz
+    return lambda value: read(value, tz)
+
+
+def _known_values(kind: str, tz: ZoneInfo) -> dict[Any, Any] | None:
+    """A column's remembered readings, where reading costs more than a lookup (dates repeat
+    across profiles: birthdays, order days); None for the others (numbers are read as fast
+    as they are looked up, and date-times are mostly distinct). It starts with the API's
+    empty values that read as null (never counted as unreadable) for this type."""
     reader = field_type(kind)
-    return None if utc and reader.schema.get("format") == "date-time" else reader.read
-
-
-def _known_values(kind: str, tz: ZoneInfo) -> dict[Any, Any]:
-    """A column's remembered readings, starting with the API's empty values that read
-    as null (never counted as unreadable) for this type."""
-    reader = field_type(kind).read
+    if reader.schema.get("format") != "date":
+        return None
     known: dict[Any, Any] = {}
-    for empty in ("", "0000-00-00", "0000-00-00 00:00:00"):
+    for empty in ("0000-00-00", "0000-00-00 00:00:00"):
         try:
-            known[empty] = reader(empty, tz)
+            known[empty] = reader.read(empty, tz)
         except ValueError:
             continue
     return {value: typed for value, typed in known.items() if typed is None}

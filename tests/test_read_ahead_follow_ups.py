@@ -1,0 +1,231 @@
+"""What is read ahead beyond each partition's first request: two streams with the same URL
+each get their own answer, a profile scan's highest-ID request follows a full first page
+under latency (and only then), and the emailing lists come with the account's structure."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from copernica_emulator import Emulator
+from tap_copernica import readahead
+from tap_copernica.readahead import Entry, Outcome, ReadAhead, request_key
+from tap_copernica.streams import profiles as profiles_module
+from tap_copernica.streams.profiles import ProfileStream
+from tap_copernica.streams.typed import TypedProfileStream
+from tap_copernica.tap import TapCopernica
+from tests.conftest import config_for
+from tests.singer import catalog_selecting, sync
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Emulator]:
+    with Emulator(seed=42, profiles_per_database=1500) as emulator:
+        yield emulator
+
+
+def test_two_streams_planning_one_url_each_take_their_own_answer(emu: Emulator) -> None:
+    """`profiles` and `profiles_<database>` ask the same first page: when plans were keyed
+    by URL alone, the second stream's entry was dropped as a duplicate and that stream sent
+    the request itself, a round trip late."""
+    tap = TapCopernica(config=config_for(emu, page_size=1000))
+    typed = next(s for s in tap.streams.values() if isinstance(s, TypedProfileStream))
+    generic = tap.streams["profiles"]
+    assert isinstance(generic, ProfileStream)
+    (context,) = typed.partitions or []
+    ahead = tap.services.read_ahead
+    ahead.configure(2)
+    pages = {s.name: s.prepare_page(context, s.first_request(context)) for s in (generic, typed)}
+    assert pages[generic.name].url == pages[typed.name].url
+    entries = [s.ahead(context, s.first_request(context)) for s in (generic, typed)]
+    since = len(emu.requests)
+    with ahead.plan(entries):
+        for stream in (generic, typed):
+            response = stream.serve_prefetched(pages[stream.name])
+            assert response is not None, stream.name
+            assert response.status_code == 200
+    # One each, both read ahead (a first page sent again by its stream would be a third);
+    # a slow answer may bring the scans' follow-ups (the highest ID), not counted here.
+    first_page = urlsplit(str(pages[generic.name].url)).path
+    sent = [
+        r.path
+        for r in emu.requests[since:]
+        if "order" not in r.query and r.query.get("fields[]") == ["id>0"]
+    ]
+    assert sent == [first_page, first_page]
+
+
+def typed_stream(emu: Emulator, **config: Any) -> tuple[TapCopernica, Any, dict[str, Any]]:
+    """A tap, its typed stream of the first database and that stream's partition."""
+    # Pages of 200 profiles: answered well within `PROBE_AHEAD_WAIT_S` without latency.
+    tap = TapCopernica(config=config_for(emu, page_size=200, **config))
+    stream = next(s for s in tap.streams.values() if s.name.startswith("profiles_"))
+    tap.services.read_ahead.configure(4)
+    (context,) = stream.partitions or []
+    return tap, stream, context
+
+
+def highest_id_requests(emu: Emulator, since: int) -> list[Any]:
+    return [
+        r
+        for r in emu.requests[since:]
+        if r.path.endswith("/profiles") and r.query.get("order") == ["desc"]
+    ]
+
+
+def test_a_full_first_page_under_latency_has_its_highest_id_read_ahead(emu: Emulator) -> None:
+    tap, stream, context = typed_stream(emu)
+    entry = stream.ahead(context, stream.first_request(context))
+    emu.faults.latency_ms = 150
+    since = len(emu.requests)
+    try:
+        response = entry.send()
+    finally:
+        emu.faults.latency_ms = 0
+    assert response.status_code == 200
+    (probe,) = highest_id_requests(emu, since)
+    assert probe.query["limit"] == ["1"]
+    # Kept for the stream: its own request for the highest ID takes it, none is sent.
+    prepared = stream.prepare_page(context, stream._highest(probe.query["fields[]"]))
+    outcome = tap.services.read_ahead.take(request_key(stream.name, str(prepared.url)))
+    assert outcome is not None
+    assert outcome.response is not None
+    assert outcome.response.json()["data"][0]["ID"]
+
+
+def test_a_fast_api_gets_no_highest_id_request_ahead(emu: Emulator) -> None:
+    """Without latency the scan reads page by page and never asks the highest ID."""
+    _, stream, context = typed_stream(emu)
+    entry = stream.ahead(context, stream.first_request(context))
+    since = len(emu.requests)
+    assert entry.send().status_code == 200
+    assert highest_id_requests(emu, since) == []
+
+
+def test_a_page_that_is_not_full_gets_no_highest_id_request_ahead(emu: Emulator) -> None:
+    _, stream, context = typed_stream(emu, start_date="2999-01-01T00:00:00Z")
+    entry = stream.ahead(context, stream.first_request(context))
+    emu.faults.latency_ms = 150
+    since = len(emu.requests)
+    try:
+        assert entry.send().status_code == 200
+    finally:
+        emu.faults.latency_ms = 0
+    assert highest_id_requests(emu, since) == []
+
+
+def test_a_run_under_latency_reads_the_same_profiles_with_the_same_requests(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The follow-up takes the place of the scan's own request: under latency the typed and
+    generic streams give the records of a run with one request at a time, with as many
+    requests as a run that reads no highest ID ahead, each highest ID asked once per stream."""
+    config = config_for(emu, page_size=1000)
+    names = ["profiles", *(s for s in catalog_names(config) if s.startswith("profiles_"))]
+    serial = sync({**config, "max_parallel_requests": 1}, streams=names)
+    assert serial.exit_code == 0
+    runs = {}
+    for follow_ups in (False, True):
+        with monkeypatch.context() as patch:
+            if not follow_ups:
+                patch.setattr(profiles_module, "PROBE_AHEAD_WAIT_S", float("inf"))
+            emu.faults.latency_ms = 150
+            since = len(emu.requests)
+            try:
+                result = sync({**config, "max_parallel_requests": 4}, streams=names)
+            finally:
+                emu.faults.latency_ms = 0
+        assert result.exit_code == 0
+        for name in names:
+            assert serial.records[name], name
+            assert result.records[name] == serial.records[name], name
+        highest = highest_id_requests(emu, since)
+        runs[follow_ups] = (len(emu.requests) - since, len(highest))
+        # `profiles` and the typed stream each ask a multi-page database's highest ID once.
+        keys = [(r.path, tuple(r.query.get("fields[]", []))) for r in highest]
+        assert keys, "no database fills more than a page"
+        assert set(Counter(keys).values()) == {2}
+    assert runs[True] == runs[False]
+
+
+def catalog_names(config: dict[str, Any]) -> list[str]:
+    catalog = catalog_selecting(config, [])
+    assert catalog is not None
+    return [entry["tap_stream_id"] for entry in catalog["streams"]]
+
+
+def test_the_emailing_lists_come_with_the_structure_only_when_a_stream_needs_them(
+    emu: Emulator,
+) -> None:
+    config = config_for(emu)
+    chosen = {"emailing_ids": ["ms:1", "ms:2"]}
+    budget = {"max_requests": 500}
+    for streams, extra, products in (
+        (["ms_emailing_statistics"], {}, ["ms"]),
+        (["ms_emailing_statistics"], chosen, []),  # its partitions come from the setting
+        (["ms_clicks"], chosen, ["ms"]),  # its windows start at the emailing's send time
+        (["publisher_clicks", "ms_templates"], {}, ["publisher"]),
+        (["ms_templates", "profiles"], {}, []),
+        (["consumption"], {}, ["ms", "publisher"]),
+        (["consumption"], budget, []),  # a budget reads nothing before it is needed
+    ):
+        catalog = catalog_selecting(config, streams)
+        tap = TapCopernica(config={**config, **extra}, catalog=catalog)
+        assert tap.emailing_lists_wanted() == products, (streams, extra)
+    assert TapCopernica(config=config).emailing_lists_wanted() == []
+
+
+def test_follow_ups_that_cannot_be_sent_never_keep_a_stream_waiting(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever stops follow-ups from going out (here: no thread can be started), their
+    stream's own request finds nothing held and sends it itself, at once: it never waits
+    for an answer that will not come."""
+
+    def no_threads(*args: object, **kwargs: object) -> Iterator[object]:
+        raise RuntimeError("can't start new thread")
+        yield  # a generator, as `in_order` is
+
+    ahead = ReadAhead()
+    ahead.configure(2)
+    session = requests.Session()
+    url = f"{emu.base_url}/v4/databases"
+    entries = [Entry("s", f"s {n}", partial(session.get, url, timeout=5)) for n in range(2)]
+    monkeypatch.setattr(readahead, "in_order", no_threads)
+    with pytest.raises(RuntimeError):
+        ahead.follow_up(entries)
+    done = threading.Event()
+    outcomes: list[Outcome | None] = []
+
+    def stream_takes() -> None:
+        outcomes.append(ahead.take("s 0"))
+        done.set()
+
+    threading.Thread(target=stream_takes, daemon=True).start()
+    assert done.wait(5), "a stream waits forever for a follow-up"
+    assert outcomes == [None]  # nothing held: the stream sends the request itself
+    assert not ahead.holds("s 1")
+
+
+def test_follow_ups_hold_a_bounded_number_of_answers(emu: Emulator) -> None:
+    """Beyond its room, a follow-up is not sent (its stream sends it when it gets there);
+    taking an answer frees room for the next."""
+    ahead = ReadAhead()
+    ahead.configure(1 + 1)  # room for 6 answers
+    session = requests.Session()
+    url = f"{emu.base_url}/v4/databases"
+    since = len(emu.requests)
+    entries = [Entry("s", f"s {n}", partial(session.get, url, timeout=5)) for n in range(8)]
+    outcomes = ahead.follow_up(entries)
+    assert [o.response is not None for o in outcomes] == [True] * 6 + [False] * 2
+    assert len(emu.requests) - since == 6
+    assert ahead.take("s 0") is not None
+    (again,) = ahead.follow_up(entries[6:7])
+    assert again.response is not None
