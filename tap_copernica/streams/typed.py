@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -122,7 +122,7 @@ class TypedProfileStream(ProfileStream):
         self._text_names = tuple(c for _, c in self._text_columns)
         tz = services.settings.tz
         self._typed_columns = [
-            (n, self._columns[n], _known_values(kind, tz), _direct_reader(self._reader, n, kind))
+            (n, self._columns[n], _known_values(kind, tz), self._reader.direct(n))
             for n, kind in table.fields
             if field_type(kind) is not TEXT
         ]
@@ -158,8 +158,8 @@ class TypedProfileStream(ProfileStream):
             texts = self._text_values(values) if self._text_values else None
         except KeyError:
             texts = None
-        if texts is not None and set(map(type, texts)) == _STRINGS:
-            record.update(zip(self._text_names, texts, strict=True))
+        if texts is not None and _STRINGS.issuperset(map(type, texts)):
+            record.update(zip(self._text_names, texts))  # noqa: B905 (lengths equal by construction)
         else:
             for name, column in self._text_columns:
                 value = values.get(name)
@@ -175,12 +175,13 @@ class TypedProfileStream(ProfileStream):
                 if typed is not _UNKNOWN:
                     record[column] = typed
                     continue
+            typed = None
             if value.__class__ is str:
                 try:
                     typed = direct(value)
                 except (ValueError, TypeError, OverflowError):
-                    typed = read(name, value)  # null, and counted as unreadable
-            else:
+                    typed = None
+            if typed is None:  # empty, or unreadable (null, and counted): `read` decides
                 typed = read(name, value)
             if known is not None and typed is not None and len(known) < MAX_KNOWN_VALUES:
                 known[value] = typed
@@ -194,18 +195,6 @@ _UNKNOWN = object()
 _STRINGS = {str}
 #: The field type read as the API's string itself.
 TEXT = field_type("text")
-
-
-def _direct_reader(reader: FieldReader, name: str, kind: str) -> Callable[[str], Any]:
-    """The field's reader for one API string, called without `FieldReader.read` around it
-    (which still reads what this one refuses, to count it). Numbers are Python's own
-    `int`/`float`, as their readers use them."""
-    if kind.lower() == "integer":
-        return int
-    if kind.lower() == "float":
-        return float
-    read, tz = reader.reader(name), reader.tz
-    return lambda value: read(value, tz)
 
 
 def _known_values(kind: str, tz: ZoneInfo) -> dict[Any, Any] | None:
