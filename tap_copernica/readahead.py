@@ -4,15 +4,20 @@ The SDK reads a stream's partitions, and a parent's children record by record, o
 at a time. Before it starts, a stream plans the first request of each partition (and of its
 children's, where the account already knows the parent records): `ReadAhead.plan` sends
 them through `prefetch.in_order` with `max_parallel_requests` in flight, and the stream's
-own request for that page takes the answer (`ReadAhead.take`, keyed by the request's URL)
-instead of sending it. Only responses are read ahead: parsing, records and STATE stay on
-the main thread in the SDK's order, so a run reads the same records in the same order, with
-the same bookmarks, as a run with one request at a time. A request nobody planned, or one
-planned differently (another URL), is simply sent.
+own request for that page takes the answer (`ReadAhead.take`, keyed by the stream and the
+request's URL: `request_key`) instead of sending it. Only responses are read ahead:
+parsing, records and STATE stay on the main thread in the SDK's order, so a run reads the
+same records in the same order, with the same bookmarks, as a run with one request at a
+time. A request nobody planned, or one planned differently (another URL), is simply sent.
 
 A stream's first planned request goes alone: its other partitions are read ahead only once
 it answered, so a resource the API refuses is asked once, as in a serial run, and ends the
 stream only (`CopernicaStream.isolate_failure`).
+
+A planned request's call may send what its stream will ask next once its answer shows it
+(`ReadAhead.follow_up`: a profile scan's highest ID and first ranges after a full first
+page); those answers wait the same way, a bounded number at a time, and a stream never
+waits for one that will not come.
 
 `ReadAhead.slot` bounds the requests in flight across the whole tap (every request holds a
 slot while it is on the wire), so plans, parallel profile reads and the main thread
