@@ -35,17 +35,16 @@ import contextlib
 import gc
 import itertools
 import json
-import operator
 import random
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from copernica_emulator.filters import ORDERINGS
 from copernica_emulator.seed import CUSTOMER_FIELDS
 
 MAX_LIMIT = 1000
@@ -192,15 +191,8 @@ class Condition:
         return bool(COMPARE[self.op](left, self.operand))
 
 
-COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "==": operator.eq,
-    "!=": operator.ne,
-    "<>": operator.ne,
-    "<": operator.lt,
-    ">": operator.gt,
-    "<=": operator.le,
-    ">=": operator.ge,
-}
+#: The comparisons of `fields[]` filters, as the emulator makes them.
+COMPARE = ORDERINGS
 
 
 def parse_condition(expression: str) -> Condition | None:

@@ -261,14 +261,8 @@ class ReadAhead:
         if not self.planning:
             return [NOT_SENT] * len(entries)
         with self._lock:
-            fresh = [
-                entry
-                for entry in entries
-                if entry.key not in self._planned
-                and entry.key not in self._follow_ups
-                and entry.stream not in self.done
-                and entry.stream not in self.failed
-            ][: max(0, self._room)]
+            fresh = [e for e in entries if self._unasked(e) and e.stream not in self.failed]
+            fresh = fresh[: max(0, self._room)]
             self._room -= len(fresh)
             waiting = {entry.key: _FollowUp(entry.stream) for entry in fresh}
             self._follow_ups.update(waiting)
@@ -331,12 +325,7 @@ class ReadAhead:
             fresh: list[Entry] = []
             seen: set[str] = set()
             for entry in entries:
-                if (
-                    entry.key not in self._planned
-                    and entry.key not in self._follow_ups
-                    and entry.key not in seen
-                    and entry.stream not in self.done
-                ):
+                if self._unasked(entry) and entry.key not in seen:
                     seen.add(entry.key)
                     fresh.append(entry)
             plan = _Plan(self, self._leaders_early(fresh)) if len(fresh) >= 2 else None
@@ -354,6 +343,14 @@ class ReadAhead:
                     if self._planned.get(key) is plan:
                         del self._planned[key]
             plan.close()
+
+    def _unasked(self, entry: Entry) -> bool:
+        """Neither planned nor followed up yet, and its stream still syncing (under the lock)."""
+        return (
+            entry.key not in self._planned
+            and entry.key not in self._follow_ups
+            and entry.stream not in self.done
+        )
 
     def _leaders_early(self, entries: list[Entry]) -> list[tuple[Entry, bool]]:
         """The entries, each with whether it leads its stream (the first of a stream not

@@ -30,7 +30,7 @@ from tap_copernica.progress import RunProgress
 from tap_copernica.settings import PRODUCTS, SETTINGS, TapSettings
 from tap_copernica.state import state_problems
 from tap_copernica.streams.base import ObjectStream, build_stream_classes, run_ahead
-from tap_copernica.streams.mailings import MAILING_SPECS, MailingSpec
+from tap_copernica.streams.mailings import MAILING_SPECS
 from tap_copernica.streams.profiles import STREAM_SPECS, ProfileStream
 from tap_copernica.streams.reconciliation import (
     RECONCILIATION_SPECS,
@@ -85,35 +85,24 @@ class TapCopernica(Tap):
         return [*self._generic.values(), *typed]
 
     def emailing_lists_wanted(self) -> list[str]:
-        """The products whose emailing list this sync reads: those with a selected stream
-        that asks for it (`MailingSpec.reads_emailing_list`), both with `consumption` or
-        `reconciliation` selected. None at discovery (no catalog), nor with a request
-        budget (nothing is read before it is needed). `Account` keeps them: read alongside
-        the structure, they are not asked again."""
+        """The products whose emailing list this sync reads: those a selected stream reads
+        (`StreamSpec.emailing_lists_read`). None at discovery (no catalog), nor with a
+        request budget (nothing is read before it is needed). `Account` keeps them: read
+        alongside the structure, they are not asked again."""
         catalog = self.input_catalog
         if catalog is None or self.settings.max_requests is not None:
             return []
-        selected = {
-            entry.tap_stream_id
-            for entry in catalog.streams
-            if entry.metadata.resolve_selection()[()]
-        }
-        if selected & {"consumption", "reconciliation"}:
-            return list(PRODUCTS)
         if not hasattr(self, "_generic"):
             _ = self.streams
-        specs = [getattr(self._generic.get(name), "spec", None) for name in selected]
-        settings = self.settings
-        return [
+        wanted = {
             product
-            for product in PRODUCTS
-            if any(
-                isinstance(spec, MailingSpec)
-                and spec.product == product
-                and spec.reads_emailing_list(settings.emailings_of(product) is not None)
-                for spec in specs
+            for entry in catalog.streams
+            if entry.metadata.resolve_selection()[()] and entry.tap_stream_id in self._generic
+            for product in self._generic[entry.tap_stream_id].spec.emailing_lists_read(
+                self.settings
             )
-        ]
+        }
+        return [product for product in PRODUCTS if product in wanted]
 
     def typed_tables(self) -> list[TypedTable]:
         """One table per database read, and one per collection of those databases."""

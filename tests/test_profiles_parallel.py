@@ -166,18 +166,22 @@ def change_during_scan(emu: Emulator, after_pages: int) -> dict[str, list[int]]:
     return plan
 
 
-@pytest.mark.parametrize("case", ["first sync from start_date", "after a mass update"])
-def test_changes_made_while_the_ranges_are_read_are_never_lost(emu: Emulator, case: str) -> None:
-    state: dict[str, Any] | None = None
-    start_date = None
+def scan_case(emu: Emulator, case: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The STATE and settings a filtered scan starts from: a mass update after a first
+    sync, or a first sync from a `start_date` a quarter into the profiles' changes."""
     if case == "after a mass update":
         state = sync(settings(emu), streams=["profiles"]).final_state
         mass_update(emu, step=2)
         time.sleep(2.1)
-    else:
-        profiles = emu.store.profiles("Customers")
-        start_date = iso_of(sorted(p["modified"] for p in profiles)[len(profiles) // 4])
-    cfg = settings(emu, **({"start_date": start_date} if start_date else {}))
+        return state, {}
+    profiles = emu.store.profiles("Customers")
+    return None, {"start_date": iso_of(sorted(p["modified"] for p in profiles)[len(profiles) // 4])}
+
+
+@pytest.mark.parametrize("case", ["first sync from start_date", "after a mass update"])
+def test_changes_made_while_the_ranges_are_read_are_never_lost(emu: Emulator, case: str) -> None:
+    state, extra = scan_case(emu, case)
+    cfg = settings(emu, **extra)
     plan = change_during_scan(emu, after_pages=4)
 
     during = sync(cfg, streams=["profiles"], state=state)
@@ -199,15 +203,7 @@ def test_a_run_cut_mid_scan_resumes_to_exactly_the_missing_records(
     emu: Emulator, monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
     monkeypatch.setattr(ProfileStream, "STATE_MSG_FREQUENCY", 17)
-    state: dict[str, Any] | None = None
-    extra: dict[str, Any] = {}
-    if case == "after a mass update":
-        state = sync(settings(emu), streams=["profiles"]).final_state
-        mass_update(emu, step=2)
-        time.sleep(2.1)
-    else:
-        profiles = emu.store.profiles("Customers")
-        extra["start_date"] = iso_of(sorted(p["modified"] for p in profiles)[len(profiles) // 4])
+    state, extra = scan_case(emu, case)
     whole = sync(settings(emu, **extra), streams=["profiles"], state=copy.deepcopy(state))
     everything = set(by_id(whole))
 

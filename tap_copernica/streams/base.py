@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from singer_sdk.pagination import BaseAPIPaginator
 
     from tap_copernica.readahead import Entry
+    from tap_copernica.settings import TapSettings
 
 SCHEMAS = SchemaDirectory(schema_dir())
 
@@ -78,6 +79,13 @@ class StreamSpec:
     child_keys: Mapping[str, str] = field(default_factory=dict)
     #: the SDK's replication key, for incremental streams whose class does not fix one
     replication_key: str | None = None
+    #: the products whose emailing list the stream asks `Account` for, whatever the settings
+    emailing_lists: tuple[str, ...] = ()
+
+    def emailing_lists_read(self, settings: TapSettings) -> tuple[str, ...]:
+        """The products whose emailing list the stream reads with these settings (read
+        alongside the account's structure when the stream is selected)."""
+        return self.emailing_lists
 
 
 class ObjectStream(CopernicaStream):

@@ -45,6 +45,8 @@ from tap_copernica.windows import (
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
+    from tap_copernica.settings import TapSettings
+
 __all__ = ["EVENT_KINDS", "MAILING_SPECS", "PRODUCTS"]
 
 EVENT_KINDS = ("deliveries", "impressions", "clicks", "errors", "unsubscribes", "abuses")
@@ -370,11 +372,12 @@ class MailingSpec(StreamSpec):
     #: per-destination path, used for partitions when `destination_ids` is set (events)
     destination_path: str | None = None
 
-    def reads_emailing_list(self, emailings_chosen: bool) -> bool:
-        """Whether the stream asks `Account` for the product's emailing list: for its
-        windows (from the first emailing, up to the list's `Date`), or for its partitions
-        (one per emailing) unless `emailing_ids` chose them."""
-        return isinstance(self, WindowedSpec) or (self.per_emailing and not emailings_chosen)
+    def emailing_lists_read(self, settings: TapSettings) -> tuple[str, ...]:
+        """The product's list, for the stream's windows (from the first emailing, up to the
+        list's `Date`) or its partitions (one per emailing) unless `emailing_ids` chose them."""
+        chosen = settings.emailings_of(self.product) is not None
+        reads = isinstance(self, WindowedSpec) or (self.per_emailing and not chosen)
+        return (self.product,) if reads else ()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -336,5 +336,6 @@ RECONCILIATION_SPECS: tuple[StreamSpec, ...] = (
         "",
         ReconciliationStream,
         keys=("check", "object_id", "checked_at"),
+        emailing_lists=PRODUCTS,  # a check per emailing of each product
     ),
 )

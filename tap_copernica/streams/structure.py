@@ -436,5 +436,7 @@ STRUCTURE_SPECS: tuple[StreamSpec, ...] = (
         ConsumptionStream,
         keys=("begin",),
         shape=RecordShape(integers=_CONSUMPTION_COUNTERS),
+        # Months start no earlier than the first emailing of either product.
+        emailing_lists=PRODUCTS,
     ),
 )
