@@ -47,6 +47,7 @@ if str(ROOT) not in sys.path:  # run as a script: `bench` and the emulator live 
     sys.path.insert(0, str(ROOT))
 
 from bench.lower_bound import AUTH, Bounds, stream_of  # noqa: E402
+from bench.precompile import compile_plugins  # noqa: E402
 from copernica_emulator.emulator import Emulator  # noqa: E402
 
 X = "\u00d7"
@@ -423,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
+    log(f"bytecode written for {', '.join(compile_plugins()) or 'nothing'}")
     rows = measure(settings, log)
     text = markdown(rows, settings)
     sys.stdout.write(text)

@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import IO, Any
 from urllib import request as urlrequest
 
+from precompile import compile_plugins
+
 X = "\u00d7"  # multiplication sign, for the tables
 DASH = "\u2013"  # en dash: not measured
 HERE = Path(__file__).resolve().parent
@@ -671,6 +673,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
+    log(f"bytecode written for {', '.join(compile_plugins()) or 'nothing'}")
     rows: list[Row] = []
     notes: list[str] = []
     goals: list[tuple[str, str, str]] = []
@@ -968,7 +971,8 @@ def report(
         f"{args.reps} run(s) of a child process, startup included, stdout to a file; every run's "
         "output is checked (count and ID sum of the records; profiles in the destination). "
         "Peak RSS is the child's maximum resident set (`/usr/bin/time -f %M`). "
-        "Requests are counted by the server (authentication included)."
+        "Requests are counted by the server (authentication included). The plugins' "
+        "bytecode is written first (`bench/precompile.py`), as an installed plugin has it."
     )
     for section, title in (("tap", "Tap (`profiles` stream only)"), ("target", "Target")):
         mine = [r for r in rows if r.section == section]

@@ -24,7 +24,7 @@ from copernica_api.sdk_compat import CompatRESTStream
 from copernica_api.settings import ClientSettings
 from copernica_api.tls import fail_fast_on_tls, trust_environment
 from tap_copernica.budget import RequestBudgetSpent, RunInParts
-from tap_copernica.readahead import Entry, ReadAhead, request_key
+from tap_copernica.readahead import FOLLOW_UP_WAIT_S, Entry, ReadAhead, request_key
 
 if TYPE_CHECKING:
     from singer_sdk import Tap
@@ -134,6 +134,11 @@ class CopernicaStream(CompatRESTStream):
         if self.settings.fail_fast or not isinstance(exc, CopernicaAPIError):
             return False
         self.services.failures.append(StreamFailure(self.name, exc))
+        # Nothing more of it is read ahead: a plan already made would ask again what the
+        # API refused (plans start sending as soon as they are made).
+        self.services.read_ahead.stream_done(
+            [self.name, *(s.name for s in self.descendent_streams)]
+        )
         self.logger.error("Stream '%s' stopped: %s The other streams go on.", self.name, exc)
         return True
 
@@ -158,10 +163,31 @@ class CopernicaStream(CompatRESTStream):
 
     def ahead(self, context: Context | None, token: Any) -> Entry:
         """The page's request, to be read ahead (`ReadAhead.plan`); its answer is taken by
-        the stream's own request for that page."""
+        the stream's own request for that page. Under latency a full page has the page
+        after it asked at once (`following_page`), and so on: a list of several pages is in
+        hand when its turn comes, instead of starting a chain of round trips then."""
         prepared = self.prepare_page(context, token)
         key = request_key(self.name, str(prepared.url))
-        return Entry(self.name, key, partial(self._sending, prepared, context))
+        return Entry(self.name, key, partial(self._send_ahead, prepared, context, token))
+
+    def following_page(self, token: Any, response: requests.Response) -> Any | None:
+        """The token of the page this stream asks after `response` (a page asked with
+        `token`) when that is known from the page alone; None (the default) when it is
+        not, or after the last page."""
+        return None
+
+    def _send_ahead(
+        self, prepared: requests.PreparedRequest, context: Context | None, token: Any
+    ) -> requests.Response:
+        response = self._sending(prepared, context)
+        if response.elapsed.total_seconds() >= FOLLOW_UP_WAIT_S:
+            try:
+                following = self.following_page(token, response)
+                if following is not None:
+                    self.services.read_ahead.follow_up([self.ahead(context, following)])
+            except Exception as exc:  # only saves time: the stream's own read reports it
+                self.logger.debug("Not reading '%s' on ahead: %s", self.name, exc)
+        return response
 
     def serve_prefetched(self, prepared: requests.PreparedRequest) -> requests.Response | None:
         """The response read ahead for this URL, if any; the error that ended it is raised

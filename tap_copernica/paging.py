@@ -39,9 +39,15 @@ class StartLimitPaginator(BaseAPIPaginator[Params]):
     def get_next(self, response: requests.Response) -> Params | None:
         """The next offset, or None after a short page."""
         count = len(rows_of(payload_of(response)))
-        if count < self.page_size:
+        return self.following(self.current_value, count, self.page_size)
+
+    @staticmethod
+    def following(token: Params, count: int, page_size: int) -> Params | None:
+        """The request after a page of `count` rows asked with `token`; None after a short
+        page (also what a page read ahead sends next, `ListStream.following_page`)."""
+        if count < page_size or "start" not in token:
             return None
-        return {"start": int(self.current_value["start"]) + count}
+        return {"start": int(token["start"]) + count}
 
 
 class IdListPaginator(BaseAPIPaginator[Params]):
@@ -70,12 +76,17 @@ class IdListPaginator(BaseAPIPaginator[Params]):
         fresh = [i for i in ids if self.last_id is None or i > self.last_id]
         if fresh:
             self.last_id = fresh[-1]
-        if len(ids) < self.page_size:
-            self._next = None
-        else:
-            # Overlap by one row: the next page must start at (or before) our last ID.
-            self._next = {"start": start + len(ids) - 1}
+        self._next = self.following(self.current_value, len(ids), self.page_size)
         return fresh
+
+    @staticmethod
+    def following(token: Params, count: int, page_size: int) -> Params | None:
+        """The request after a full page of `count` IDs asked with `token` when nothing was
+        deleted meanwhile (also what a page read ahead sends next); None after a short page.
+        Pages overlap by one ID: the next starts at (or before) this page's last ID."""
+        if count < page_size or "start" not in token:
+            return None
+        return {"start": int(token["start"]) + count - 1}
 
     def get_next(self, response: Any) -> Params | None:
         """The request planned by `accept`."""

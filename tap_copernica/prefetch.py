@@ -6,7 +6,7 @@ import itertools
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import TypeVar, cast
 
 T = TypeVar("T")
 
@@ -15,6 +15,9 @@ def in_order(
     calls: Iterable[Callable[[], T]], workers: int, ahead: int | None = None
 ) -> Generator[T, None, None]:
     """Run `calls` with at most `workers` at once; yield their results in submission order.
+
+    The first calls start before this returns, not at the first result asked for: a plan
+    read ahead (`readahead.py`) is on the wire while the stream before it still syncs.
 
     Calls are handed to the threads ahead of the result being handed back (up to three times
     `workers` in all, at most `workers` + 8): a thread that finishes a call starts the next
@@ -26,6 +29,14 @@ def in_order(
     calls not yet started are cancelled. `ahead` overrides how many calls are handed out
     beyond the one the consumer waits for (a plan of many small requests reads further).
     """
+    results = _in_order(calls, workers, ahead)
+    next(results)  # the first calls are submitted
+    return cast("Generator[T, None, None]", results)
+
+
+def _in_order(
+    calls: Iterable[Callable[[], T]], workers: int, ahead: int | None
+) -> Generator[T | None, None, None]:
     workers = max(1, workers)
     pending: deque[Future[T]] = deque()
     todo = iter(calls)
@@ -33,6 +44,7 @@ def in_order(
         try:
             for call in itertools.islice(todo, ahead or min(3 * workers, workers + 8)):
                 pending.append(pool.submit(call))
+            yield None  # started (`in_order`)
             while pending:
                 result = pending.popleft().result()
                 following = next(todo, None)

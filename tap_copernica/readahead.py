@@ -14,10 +14,14 @@ A stream's first planned request goes alone: its other partitions are read ahead
 it answered, so a resource the API refuses is asked once, as in a serial run, and ends the
 stream only (`CopernicaStream.isolate_failure`).
 
+A plan starts sending when it is made, while the stream before it still syncs.
+
 A planned request's call may send what its stream will ask next once its answer shows it
 (`ReadAhead.follow_up`: a profile scan's highest ID and first ranges after a full first
-page); those answers wait the same way, a bounded number at a time, and a stream never
-waits for one that will not come.
+page, a list's next page after a full one). Follow-ups go out from threads of their own,
+so the answer that prompted them is handed back at once (nothing planned after it waits);
+their answers wait the same way, a bounded number at a time, and a stream never waits for
+one that will not come.
 
 `ReadAhead.slot` bounds the requests in flight across the whole tap (every request holds a
 slot while it is on the wire), so plans, parallel profile reads and the main thread
@@ -27,9 +31,11 @@ together never exceed `max_parallel_requests`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
@@ -38,6 +44,8 @@ from tap_copernica.prefetch import in_order
 
 if TYPE_CHECKING:
     import requests
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,11 @@ class Outcome:
 #: plans hold many small requests (a partition's first page each), and the SDK waits for
 #: them in order; the answers this keeps are bounded all the same (`_Plan._held`).
 PLAN_AHEAD = 4
+
+#: A request read ahead that took this long to answer has what its stream sends next asked
+#: at once (`ReadAhead.follow_up`): a real API's latency, well above what a page takes to
+#: process. Without such latency, reading on from a worker costs more than it saves.
+FOLLOW_UP_WAIT_S = 0.1
 
 #: A request that was planned but not sent (see `Outcome`).
 NOT_SENT = Outcome()
@@ -201,6 +214,8 @@ class ReadAhead:
         self._follow_ups: dict[str, _FollowUp] = {}
         #: how many more follow-up answers may be held (`configure` sets it)
         self._room = 0
+        self._pool: ThreadPoolExecutor | None = None  # follow-ups' threads, made when needed
+        self._closed = False  # the run ended (`close`): nothing more is followed up
 
     def configure(self, workers: int, *, budgeted: bool = False) -> None:
         """Allow `workers` requests in flight (the first call decides, once per run).
@@ -251,45 +266,92 @@ class ReadAhead:
         with self._lock:
             return key in self._follow_ups
 
-    def follow_up(self, entries: list[Entry]) -> list[Outcome]:
-        """Send `entries` now, side by side, and keep their answers until their streams take
-        them; returns the outcomes in order (`NOT_SENT` for those left out). Called by a
+    def follow_up(
+        self, entries: list[Entry], then: Callable[[list[Outcome]], None] | None = None
+    ) -> list[str]:
+        """Send `entries` in the background, side by side, and keep their answers until their
+        streams take them; returns at once, with the keys of the entries sent. Called by a
         planned request's call that found out what its stream sends next (a profile scan's
-        highest ID and first ranges, after its first page: the same endpoint, so the stream
-        is proven). Left out: entries planned or followed up already, of a stream that ended
-        or failed, and beyond `_room` answers held at once (bounds memory)."""
+        highest ID, a list's next page): its own answer is not held back meanwhile, so
+        nothing planned after it waits. `then` gets the outcomes once all are in (from the
+        thread of the last one), to follow up further.
+
+        Left out: entries planned or followed up already, of a stream that ended or failed,
+        and beyond `_room` answers held at once (bounds memory). A stream whose request was
+        left out sends it itself when it gets there.
+        """
         if not self.planning:
-            return [NOT_SENT] * len(entries)
+            return []
         with self._lock:
             fresh = [e for e in entries if self._unasked(e) and e.stream not in self.failed]
-            fresh = fresh[: max(0, self._room)]
+            fresh = fresh[: max(0, self._room)] if not self._closed else []
             self._room -= len(fresh)
             waiting = {entry.key: _FollowUp(entry.stream) for entry in fresh}
             self._follow_ups.update(waiting)
-        outcomes: dict[str, Outcome] = {}
+        if not fresh:
+            return []
+        results: dict[str, Outcome] = {}
+        collected = threading.Lock()
+
+        def send(entry: Entry) -> None:
+            outcome = NOT_SENT
+            try:
+                outcome = self._outcome_of(entry)
+                with collected:
+                    results[entry.key] = outcome
+                    last = len(results) == len(fresh)
+                if last and then is not None:
+                    then([results[e.key] for e in fresh])
+            except Exception as exc:  # only saves time: the stream's own reads report it
+                _log.debug("Not reading on ahead: %s", exc)
+            finally:  # after `then`: what it follows up is known before the answer is used
+                waiting[entry.key].settle(outcome)
+
+        submitted: list[str] = []
         try:
-            calls = [partial(self._send_follow_up, entry, waiting[entry.key]) for entry in fresh]
-            outcomes = dict(zip(waiting, in_order(calls, self.workers), strict=True))
+            pool = self._background()
+            for entry in fresh:
+                pool.submit(send, entry)
+                submitted.append(entry.key)
         finally:  # whatever went wrong, nobody waits for an answer that will not come
-            unsent = [key for key in waiting if key not in outcomes]
+            unsent = [key for key in waiting if key not in submitted]
             with self._lock:
                 for key in unsent:
                     self._forget(key)
             for key in unsent:
                 waiting[key].settle(NOT_SENT)
-        return [outcomes.get(entry.key, NOT_SENT) for entry in entries]
+        return submitted
 
-    def _send_follow_up(self, entry: Entry, waiting: _FollowUp) -> Outcome:
+    def _background(self) -> ThreadPoolExecutor:
+        """The threads that send follow-ups (as many as requests may be in flight; each
+        request still waits for its slot)."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.workers, thread_name_prefix="copernica-ahead"
+                )
+            return self._pool
+
+    def close(self) -> None:
+        """The run ended: follow-ups not sent yet are dropped, their threads let go."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+            left = list(self._follow_ups.values())
+            self._follow_ups.clear()
+        for follow_up in left:
+            follow_up.settle(NOT_SENT)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _outcome_of(self, entry: Entry) -> Outcome:
         if entry.stream in self.done or entry.stream in self.failed:
-            outcome = NOT_SENT  # its stream ended meanwhile
-        else:
-            try:
-                outcome = Outcome(response=entry.send())
-            except Exception as exc:  # raised at the stream's turn, as if sent then
-                self.failed.add(entry.stream)
-                outcome = Outcome(error=exc)
-        waiting.settle(outcome)
-        return outcome
+            return NOT_SENT  # its stream ended meanwhile
+        try:
+            return Outcome(response=entry.send())
+        except Exception as exc:  # raised at the stream's turn, as if sent then
+            self.failed.add(entry.stream)
+            return Outcome(error=exc)
 
     def _forget(self, key: str) -> _FollowUp | None:
         """Remove a follow-up (taken, or of an ended stream): its room is free again."""

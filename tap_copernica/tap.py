@@ -281,6 +281,7 @@ class TapCopernica(Tap):
             self.progress.log_summary()
             sys.exit(EXIT_STOPPED)
         finally:
+            self.services.read_ahead.close()
             self._flush()
         failures = self.services.failures
         spent = self.progress.spent

@@ -1,10 +1,13 @@
 """What is read ahead beyond each partition's first request: two streams with the same URL
 each get their own answer, a profile scan's highest-ID request follows a full first page
-under latency (and only then), and the emailing lists come with the account's structure."""
+under latency (and only then, without holding that page back), a full list page has the
+next one read ahead, plans go out before anything is taken, and the emailing lists come
+with the account's structure."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from functools import partial
@@ -14,10 +17,12 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from copernica_api.payloads import rows_of
 from copernica_emulator import Emulator
 from tap_copernica import readahead
+from tap_copernica.paging import ids_of
 from tap_copernica.readahead import Entry, Outcome, ReadAhead, request_key
-from tap_copernica.streams import profiles as profiles_module
+from tap_copernica.streams.base import run_ahead
 from tap_copernica.streams.profiles import ProfileStream
 from tap_copernica.streams.typed import TypedProfileStream
 from tap_copernica.tap import TapCopernica
@@ -64,7 +69,7 @@ def test_two_streams_planning_one_url_each_take_their_own_answer(emu: Emulator) 
 
 def typed_stream(emu: Emulator, **config: Any) -> tuple[TapCopernica, Any, dict[str, Any]]:
     """A tap, its typed stream of the first database and that stream's partition."""
-    # Pages of 200 profiles: answered well within `PROBE_AHEAD_WAIT_S` without latency.
+    # Pages of 200 profiles: answered well within `readahead.FOLLOW_UP_WAIT_S` without latency.
     tap = TapCopernica(config=config_for(emu, page_size=200, **config))
     stream = next(s for s in tap.streams.values() if s.name.startswith("profiles_"))
     tap.services.read_ahead.configure(4)
@@ -81,20 +86,24 @@ def highest_id_requests(emu: Emulator, since: int) -> list[Any]:
 
 
 def test_a_full_first_page_under_latency_has_its_highest_id_read_ahead(emu: Emulator) -> None:
+    """The highest ID is asked in the background: the first page is handed back at once
+    (whatever was planned after it does not wait for the follow-up), and the stream's own
+    request for the highest ID takes the answer instead of sending it."""
     tap, stream, context = typed_stream(emu)
-    entry = stream.ahead(context, stream.first_request(context))
+    first = stream.first_request(context)
+    entry = stream.ahead(context, first)
+    prepared = stream.prepare_page(context, stream._highest(first["fields[]"]))
     emu.faults.latency_ms = 150
     since = len(emu.requests)
     try:
         response = entry.send()
+        assert highest_id_requests(emu, since) == [], "the first page waited for its follow-up"
+        outcome = tap.services.read_ahead.take(request_key(stream.name, str(prepared.url)))
     finally:
         emu.faults.latency_ms = 0
     assert response.status_code == 200
     (probe,) = highest_id_requests(emu, since)
     assert probe.query["limit"] == ["1"]
-    # Kept for the stream: its own request for the highest ID takes it, none is sent.
-    prepared = stream.prepare_page(context, stream._highest(probe.query["fields[]"]))
-    outcome = tap.services.read_ahead.take(request_key(stream.name, str(prepared.url)))
     assert outcome is not None
     assert outcome.response is not None
     assert outcome.response.json()["data"][0]["ID"]
@@ -128,14 +137,15 @@ def test_a_run_under_latency_reads_the_same_profiles_with_the_same_requests(
     generic streams give the records of a run with one request at a time, with as many
     requests as a run that reads no highest ID ahead, each highest ID asked once per stream."""
     config = config_for(emu, page_size=1000)
-    names = ["profiles", *(s for s in catalog_names(config) if s.startswith("profiles_"))]
+    typed = [s for s in catalog_names(config) if s.startswith("profiles_")]
+    names = ["profiles", *typed, "profile_ids"]  # ID lists: pages of 1,000 follow ahead too
     serial = sync({**config, "max_parallel_requests": 1}, streams=names)
     assert serial.exit_code == 0
     runs = {}
     for follow_ups in (False, True):
         with monkeypatch.context() as patch:
             if not follow_ups:
-                patch.setattr(profiles_module, "PROBE_AHEAD_WAIT_S", float("inf"))
+                patch.setattr(readahead, "FOLLOW_UP_WAIT_S", float("inf"))
             emu.faults.latency_ms = 150
             since = len(emu.requests)
             try:
@@ -189,16 +199,19 @@ def test_follow_ups_that_cannot_be_sent_never_keep_a_stream_waiting(
     stream's own request finds nothing held and sends it itself, at once: it never waits
     for an answer that will not come."""
 
-    def no_threads(*args: object, **kwargs: object) -> Iterator[object]:
-        raise RuntimeError("can't start new thread")
-        yield  # a generator, as `in_order` is
+    class NoThreads:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def submit(self, *args: object, **kwargs: object) -> None:
+            raise RuntimeError("can't start new thread")
 
     ahead = ReadAhead()
     ahead.configure(2)
     session = requests.Session()
     url = f"{emu.base_url}/v4/databases"
     entries = [Entry("s", f"s {n}", partial(session.get, url, timeout=5)) for n in range(2)]
-    monkeypatch.setattr(readahead, "in_order", no_threads)
+    monkeypatch.setattr(readahead, "ThreadPoolExecutor", NoThreads)
     with pytest.raises(RuntimeError):
         ahead.follow_up(entries)
     done = threading.Event()
@@ -223,9 +236,89 @@ def test_follow_ups_hold_a_bounded_number_of_answers(emu: Emulator) -> None:
     url = f"{emu.base_url}/v4/databases"
     since = len(emu.requests)
     entries = [Entry("s", f"s {n}", partial(session.get, url, timeout=5)) for n in range(8)]
-    outcomes = ahead.follow_up(entries)
-    assert [o.response is not None for o in outcomes] == [True] * 6 + [False] * 2
-    assert len(emu.requests) - since == 6
-    assert ahead.take("s 0") is not None
-    (again,) = ahead.follow_up(entries[6:7])
-    assert again.response is not None
+    keys = [entry.key for entry in entries]
+    assert ahead.follow_up(entries) == keys[:6]
+    assert ahead.holds("s 5")
+    assert not ahead.holds("s 6")
+    first = ahead.take("s 0")
+    assert first is not None
+    assert first.response is not None
+    assert ahead.follow_up(entries[6:7]) == ["s 6"]  # taking an answer made room
+    answers = [ahead.take(key) for key in keys[1:7]]
+    assert all(a is not None and a.response is not None for a in answers)
+    assert ahead.take("s 7") is None  # never sent: its stream sends it itself
+    assert len(emu.requests) - since == 7
+    ahead.close()
+
+
+def id_list_stream(emu: Emulator) -> tuple[TapCopernica, Any, dict[str, Any]]:
+    """A tap reading ahead, its `profile_ids` stream and the first database's partition
+    (1,500 IDs: two pages of 1,000 that overlap by one)."""
+    tap = TapCopernica(config=config_for(emu, page_size=1000))
+    stream = tap.streams["profile_ids"]
+    tap.services.read_ahead.configure(4)
+    context = (stream.partitions or [])[0]
+    return tap, stream, context
+
+
+def test_a_full_list_page_under_latency_has_the_next_page_read_ahead(emu: Emulator) -> None:
+    """The page the stream asks next (here the ID list's overlapping offset) is sent as
+    soon as a full page read ahead is in, and the stream's own request takes it; a short
+    page has nothing after it."""
+    tap, stream, context = id_list_stream(emu)
+    entry = stream.ahead(context, stream.first_request(context))
+    second = request_key(stream.name, str(stream.prepare_page(context, {"start": 999}).url))
+    third = request_key(stream.name, str(stream.prepare_page(context, {"start": 1998}).url))
+    emu.faults.latency_ms = 150
+    since = len(emu.requests)
+    try:
+        first = entry.send()
+        assert tap.services.read_ahead.holds(second)
+        outcome = tap.services.read_ahead.take(second)
+    finally:
+        emu.faults.latency_ms = 0
+    assert outcome is not None
+    assert outcome.response is not None
+    ids = ids_of(rows_of(first.json()))
+    following = ids_of(rows_of(outcome.response.json()))
+    assert len(ids) == 1000
+    assert following[0] == ids[-1]  # the pages overlap by one ID
+    assert len(following) == 501
+    assert not tap.services.read_ahead.holds(third)
+    assert [r.query["start"] for r in emu.requests[since:]] == [["0"], ["999"]]
+    tap.services.read_ahead.close()
+
+
+def test_a_fast_api_gets_no_next_page_read_ahead(emu: Emulator) -> None:
+    tap, stream, context = id_list_stream(emu)
+    entry = stream.ahead(context, stream.first_request(context))
+    since = len(emu.requests)
+    assert entry.send().status_code == 200
+    second = request_key(stream.name, str(stream.prepare_page(context, {"start": 999}).url))
+    assert not tap.services.read_ahead.holds(second)
+    assert len(emu.requests) - since == 1
+
+
+def test_a_plan_is_on_the_wire_before_anything_is_taken(emu: Emulator) -> None:
+    """The requests of a plan go out when it is made (the stream before it still syncing),
+    not when its first answer is asked for."""
+    ahead = ReadAhead()
+    ahead.configure(2)
+    session = requests.Session()
+    url = f"{emu.base_url}/v4/databases"
+    entries = [Entry("s", f"s {n}", partial(session.get, url, timeout=5)) for n in range(3)]
+    since = len(emu.requests)
+    with ahead.plan(entries):
+        deadline = time.monotonic() + 5
+        while len(emu.requests) - since < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(emu.requests) - since >= 2, "nothing read ahead until an answer was taken"
+
+
+def test_the_one_object_streams_are_read_ahead(emu: Emulator) -> None:
+    """`identity` (one object, no parameters) is planned like the other streams' first
+    requests, instead of costing a round trip when its turn comes."""
+    tap = TapCopernica(config=config_for(emu))
+    tap.services.read_ahead.configure(4)
+    planned = {entry.stream for entry in run_ahead(tap.streams.values())}
+    assert {"identity", "database_unsubscribe", "ms_emailing_statistics"} <= planned

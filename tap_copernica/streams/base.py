@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from singer_sdk import SchemaDirectory, StreamSchema
 
-from copernica_api.payloads import to_int
+from copernica_api.payloads import payload_of, rows_of, to_int
 from copernica_api.timeutil import api_to_iso, api_to_utc
 from tap_copernica.client import CopernicaStream
 from tap_copernica.paging import StartLimitPaginator
@@ -213,6 +213,14 @@ class ObjectStream(CopernicaStream):
             return []
 
 
+class OneObjectStream(ObjectStream):
+    """A resource that answers with one object to a request without parameters."""
+
+    def first_request(self, context: Context | None) -> dict[str, Any] | None:
+        """The one request (read ahead for every partition)."""
+        return {}
+
+
 class ListStream(ObjectStream):
     """A small list paged with start/limit."""
 
@@ -234,6 +242,12 @@ class ListStream(ObjectStream):
         if self.known_records(context) is not None:
             return None
         return self.get_url_params(context, {"start": 0})
+
+    def following_page(self, token: Any, response: requests.Response) -> Any | None:
+        """The next offset after a full page (`StartLimitPaginator.following`)."""
+        return StartLimitPaginator.following(
+            token, len(rows_of(payload_of(response))), self.settings.page_size
+        )
 
     def known_records(self, context: Context | None) -> list[dict[str, Any]] | None:
         """The list as `Account` read it for discovery (fields, collections): the same

@@ -31,7 +31,13 @@ from copernica_api.errors import CopernicaPagingError
 from copernica_api.payloads import dict_rows, payload_of, to_int
 from copernica_api.timeutil import parse_instant
 from tap_copernica.settings import PRODUCTS
-from tap_copernica.streams.base import ListStream, ObjectStream, RecordShape, StreamSpec
+from tap_copernica.streams.base import (
+    ListStream,
+    ObjectStream,
+    OneObjectStream,
+    RecordShape,
+    StreamSpec,
+)
 from tap_copernica.windows import (
     MIN_WINDOW,
     Sizing,
@@ -121,12 +127,8 @@ class CatalogueStream(MailingStream, ListStream):
         return {**ListStream.get_url_params(self, context, next_page_token), **self.spec.params}
 
 
-class EmailingObjectStream(MailingStream):
+class EmailingObjectStream(MailingStream, OneObjectStream):
     """One object per emailing (statistics, snapshot), with the emailing's ID injected."""
-
-    def first_request(self, context: Context | None) -> dict[str, Any] | None:
-        """The emailing's one object, no parameters (read ahead for every emailing)."""
-        return {}
 
 
 class WindowedStream(MailingStream):

@@ -26,6 +26,7 @@ from copernica_api.errors import CopernicaPagingError
 from copernica_api.payloads import dict_rows, payload_of, rows_of, to_int
 from copernica_api.sdk_compat import extraction_time
 from copernica_api.timeutil import settled_before
+from tap_copernica import readahead
 from tap_copernica.output import SingerLineWriter
 from tap_copernica.paging import (
     MAX_SPAN_PAGES,
@@ -37,9 +38,15 @@ from tap_copernica.paging import (
     ids_of,
 )
 from tap_copernica.prefetch import in_order
-from tap_copernica.readahead import Entry, request_key
+from tap_copernica.readahead import Entry, Outcome, request_key
 from tap_copernica.state import ProfileBookmark
-from tap_copernica.streams.base import ListStream, ObjectStream, RecordShape, StreamSpec
+from tap_copernica.streams.base import (
+    ListStream,
+    ObjectStream,
+    OneObjectStream,
+    RecordShape,
+    StreamSpec,
+)
 
 if TYPE_CHECKING:
     import requests
@@ -54,10 +61,6 @@ _Part = tuple[int, int | None, list[dict], int]
 RANGE_PAGES = 2
 #: The widest range of a filtered scan, in pages of IDs (its rows may be sparse).
 FILTERED_SPAN_PAGES = 200
-#: A first page read ahead that took this long to answer has its partition's highest ID
-#: and first ranges asked at once (`ProfileStream.ahead`): a real API's latency, well
-#: above what a page takes to process, so the scan reads ranges side by side anyway.
-PROBE_AHEAD_WAIT_S = 0.1
 
 
 class DatabasesStream(ListStream):
@@ -103,6 +106,13 @@ class IdListStream(ObjectStream):
     def first_request(self, context: Context | None) -> dict[str, Any] | None:
         """The partition's first page (read ahead for every partition)."""
         return self.get_url_params(context, {"start": 0})
+
+    def following_page(self, token: Any, response: requests.Response) -> Any | None:
+        """The next overlapping page after a full one (`IdListPaginator.following`)."""
+        if not self.spec.paged:
+            return None
+        ids = ids_of(rows_of(payload_of(response)))
+        return IdListPaginator.following(token, len(ids), self.settings.page_size)
 
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
         """One record per ID not emitted before in this partition."""
@@ -196,8 +206,8 @@ class ProfileStream(ObjectStream):
         probe = send_ahead(context, self._highest(token["fields[]"]))
         read_ahead = self.services.read_ahead
 
-        def follow_ups(first: list[dict]) -> None:
-            (highest,) = read_ahead.follow_up([probe])
+        def first_ranges(first: list[dict], outcomes: list[Outcome]) -> None:
+            (highest,) = outcomes
             if highest.response is not None:
                 top = dict_rows(payload_of(highest.response))
                 planner = self._planner(first, top, cursor)
@@ -208,9 +218,9 @@ class ProfileStream(ObjectStream):
             response = entry.send()
             first = dict_rows(payload_of(response))
             waited = response.elapsed.total_seconds()
-            if len(first) >= self.settings.page_size and waited >= PROBE_AHEAD_WAIT_S:
+            if len(first) >= self.settings.page_size and waited >= readahead.FOLLOW_UP_WAIT_S:
                 try:
-                    follow_ups(first)
+                    read_ahead.follow_up([probe], then=partial(first_ranges, first))
                 except Exception as exc:  # only saves time: the scan's own reads report it
                     self.logger.debug("Not reading '%s' ranges ahead: %s", self.name, exc)
             return response
@@ -562,7 +572,7 @@ class ProfileSpec(StreamSpec):
 _FIELD_SHAPE = RecordShape(integers=("ID", "length", "textlines"))
 
 STREAM_SPECS: tuple[StreamSpec, ...] = (
-    StreamSpec("identity", "/identity", ObjectStream, shape=RecordShape(integers=("ID",))),
+    StreamSpec("identity", "/identity", OneObjectStream, shape=RecordShape(integers=("ID",))),
     StreamSpec(
         "databases",
         "/databases",

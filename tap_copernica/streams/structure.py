@@ -31,7 +31,13 @@ from copernica_api.payloads import to_int
 from copernica_api.timeutil import api_to_datetime, parse_instant
 from tap_copernica.prefetch import in_order
 from tap_copernica.settings import PRODUCTS
-from tap_copernica.streams.base import ListStream, ObjectStream, RecordShape, StreamSpec
+from tap_copernica.streams.base import (
+    ListStream,
+    ObjectStream,
+    OneObjectStream,
+    RecordShape,
+    StreamSpec,
+)
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -192,12 +198,8 @@ class RulesStream(ListStream):
         return [r for r in rows if isinstance(r, dict)]
 
 
-class UnsubscribeStream(ObjectStream):
+class UnsubscribeStream(OneObjectStream):
     """The unsubscribe behaviour of one database or collection."""
-
-    def first_request(self, context: Context | None) -> dict[str, Any] | None:
-        """One object, no parameters (read ahead for every database and collection)."""
-        return {}
 
     def post_process(
         self, row: dict[str, Any], context: Context | None = None
