@@ -181,7 +181,7 @@ def test_fast_record_messages_match_the_sdk(config: dict[str, object]) -> None:
     tap = TapCopernica(config=config)
     writer = tap.message_writer
     assert isinstance(writer, SingerLineWriter)
-    for name in ("profiles", "profiles_customers"):
+    for name in ("profiles", "profiles_customers", "profile_ids"):
         stream = tap.streams[name]
         assert stream._fast_writer is writer  # type: ignore[attr-defined]
         assert [t for _, t in stream._map_plan] == [None]  # type: ignore[attr-defined]
@@ -189,6 +189,8 @@ def test_fast_record_messages_match_the_sdk(config: dict[str, object]) -> None:
             stream._stream_version = version
             stream._extracted = dt.datetime(2024, 5, 6, 7, 8, 9, 1234, tzinfo=dt.timezone.utc)  # type: ignore[attr-defined]
             record = {"ID": 1, "database_id": 1, "modified": "2024-01-01T00:00:00+01:00"}
+            if name == "profile_ids":
+                record = {"profile_id": 1}
             if name == "profiles":
                 record["fields"] = {"email": "a@b.c", "city": 'Zoë "Z"'}
             stream._write_record_message(dict(record))

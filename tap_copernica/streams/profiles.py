@@ -12,22 +12,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import datetime as dt
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
-from singer_sdk.helpers.conform import TypeConformanceLevel
-from singer_sdk.mapper import SameRecordTransform, StreamMap
-
 from copernica_api.errors import CopernicaPagingError
 from copernica_api.payloads import dict_rows, payload_of, rows_of, to_int
 from copernica_api.sdk_compat import extraction_time
 from copernica_api.timeutil import settled_before
 from tap_copernica import readahead
-from tap_copernica.output import SingerLineWriter
 from tap_copernica.paging import (
     MAX_SPAN_PAGES,
     CursorPaginator,
@@ -47,6 +42,7 @@ from tap_copernica.streams.base import (
     RecordShape,
     StreamSpec,
 )
+from tap_copernica.streams.shaped import SchemaShapedStream
 
 if TYPE_CHECKING:
     import requests
@@ -78,8 +74,12 @@ class DatabasesStream(ListStream):
         ]
 
 
-class IdListStream(ObjectStream):
-    """Every live ID, as a full table with ACTIVATE_VERSION (targets then mark deletions)."""
+class IdListStream(SchemaShapedStream):
+    """Every live ID, as a full table with ACTIVATE_VERSION (targets then mark deletions).
+
+    Its records (`{"profile_id": 1}`) are built to the schema: they are written straight
+    into the output, as profiles are (the ID lists are as long as the profile tables).
+    """
 
     spec: IdListSpec
     _paginator: IdListPaginator
@@ -116,17 +116,18 @@ class IdListStream(ObjectStream):
 
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
         """One record per ID not emitted before in this partition."""
+        self._extracted = extraction_time()
         fresh = self._paginator.accept(ids_of(rows_of(payload_of(response))))
         id_key = self.spec.id_key
         return [{id_key: i} for i in fresh]
 
 
-class ProfileStream(ObjectStream):
-    """Profiles or subprofiles of one partition, incremental on `modified`, read exactly."""
+class ProfileStream(SchemaShapedStream):
+    """Profiles or subprofiles of one partition, incremental on `modified`, read exactly.
 
-    # The hot path. Records are built to the schema here (`post_process`), so the SDK's
-    # per-property type conformance walk would only cost time (a third of the tap's CPU).
-    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+    The hot path: records are built to the schema here (`post_process`) and written
+    straight into the output (`SchemaShapedStream`).
+    """
 
     replication_key = "modified"
     # `ProfileBookmark` moves the bookmark for each record; the SDK's copy of the record's
@@ -141,7 +142,6 @@ class ProfileStream(ObjectStream):
     _cursor: ProfileCursor
     _counted = False  # whether records count in the progress lines (the stream is selected)
     _scan_range: tuple[int, int] | None = None  # the full load's (after, highest ID), for ETAs
-    _extracted: dt.datetime | None = None  # when the page being emitted arrived
     _keep: Callable[[dict[str, Any]], bool] | None = None  # a scan's row filter (None: all)
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
@@ -501,48 +501,6 @@ class ProfileStream(ObjectStream):
     @cached_property
     def _utc(self) -> bool:
         return self.settings.utc_timestamps
-
-    # -- RECORD lines ------------------------------------------------------------------------
-    def write_record_fast(self, record: dict[str, Any]) -> bool:
-        """The SDK's RECORD writing, encoded straight into the output block, when nothing in
-        the stream is deselected (records are built to the schema and not conformed here).
-
-        The SDK would walk every property for deselection, build a message object with its
-        own clock reading and encode it through two layers of dictionaries: most of the
-        tap's CPU per profile. Stream maps still apply; the extraction time is the page's.
-        `tests/test_units.py::test_fast_record_messages_match_the_sdk` fails if the SDK's
-        lines stop matching these.
-        """
-        writer = self._fast_writer
-        if writer is None:
-            return False
-        for alias, transform in self._map_plan:
-            mapped = record if transform is None else transform(record)
-            if mapped is not None:
-                writer.write_record(alias, mapped, self.stream_version, self._extracted)
-        self.state_changed()
-        return True
-
-    @cached_property
-    def _map_plan(self) -> list[tuple[str, Callable[[dict], dict | None] | None]]:
-        """Each stream map's alias and transform; None where the map hands the record on
-        as it is (the SDK's default map without flattening)."""
-        return [
-            (m.stream_alias, None if self._is_plain(m) else m.transform) for m in self.stream_maps
-        ]
-
-    @staticmethod
-    def _is_plain(stream_map: StreamMap) -> bool:
-        return type(stream_map) is SameRecordTransform and not stream_map.flattening_enabled
-
-    @cached_property
-    def _fast_writer(self) -> SingerLineWriter | None:
-        """The tap's writer when the fast path builds what the SDK would, else None."""
-        writer = self.message_writer
-        plain = self.TYPE_CONFORMANCE_LEVEL == TypeConformanceLevel.NONE
-        if plain and all(self.mask.values()) and isinstance(writer, SingerLineWriter):
-            return writer
-        return None
 
     def get_replication_key_signpost(self, context: Context | None = None) -> None:
         """No signpost: the bookmark only ever holds values of emitted records."""
