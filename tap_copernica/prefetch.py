@@ -1,8 +1,14 @@
-"""The tap's only concurrency: up to N requests in flight, results handed back in order."""
+"""The tap's only concurrency: up to N requests in flight, results handed back in order
+(`in_order`), or calls handed to threads that nobody waits for (`Background`: requests
+read ahead on the strength of an answer). Every request still holds one of the tap's
+`max_parallel_requests` slots while on the wire (`ReadAhead.slot`)."""
 
 from __future__ import annotations
 
 import itertools
+import logging
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -54,3 +60,63 @@ def _in_order(
         finally:
             for future in pending:
                 future.cancel()
+
+
+_log = logging.getLogger(__name__)
+
+
+class Background:
+    """Calls run by up to `workers` threads, in the order handed over, never waited for.
+
+    The threads are daemons and `close` drops the calls not started: a run that ends (also
+    by a fatal error) never waits at exit for requests of streams it did not reach. A call
+    reports its own outcome; an exception it lets out is only logged.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self._workers = max(1, workers)
+        self._calls: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, call: Callable[[], object]) -> None:
+        """Run `call` soon; raises RuntimeError once closed or when no thread can start."""
+        with self._lock:
+            if self._closed:
+                msg = "background calls are closed"
+                raise RuntimeError(msg)
+            if self._idle <= 0 and len(self._threads) < self._workers:
+                thread = threading.Thread(
+                    target=self._run, name=f"copernica-ahead_{len(self._threads)}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
+                self._idle += 1
+            self._idle -= 1
+            self._calls.put(call)
+
+    def close(self) -> None:
+        """Drop the calls not started; each thread ends after the call it runs."""
+        with self._lock:
+            self._closed = True
+            while True:
+                try:
+                    self._calls.get_nowait()
+                except queue.Empty:
+                    break
+            for _ in self._threads:
+                self._calls.put(None)
+
+    def _run(self) -> None:
+        while True:
+            call = self._calls.get()
+            if call is None:
+                return
+            try:
+                call()
+            except Exception as exc:  # the call settles its own outcome
+                _log.debug("A call read ahead failed: %s", exc)
+            with self._lock:
+                self._idle += 1

@@ -34,13 +34,12 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
-from tap_copernica.prefetch import in_order
+from tap_copernica.prefetch import Background, in_order
 
 if TYPE_CHECKING:
     import requests
@@ -127,7 +126,20 @@ class _Plan:
         self._lock = threading.Lock()
         self._gates: list[_Gate] = []
         self.closed = threading.Event()
-        self._results = in_order(self._calls(ordered), owner.workers, PLAN_AHEAD * owner.workers)
+        self._ordered = ordered
+        self._results: Iterator[Outcome] | None = None
+
+    def start(self) -> None:
+        """Start sending (outside `ReadAhead`'s lock: a call may follow up at once)."""
+        with self._lock:
+            self._started()
+
+    def _started(self) -> Iterator[Outcome]:
+        """The answers in planning order, the first calls sent (under `_lock`)."""
+        if self._results is None:
+            workers = self._owner.workers
+            self._results = in_order(self._calls(self._ordered), workers, PLAN_AHEAD * workers)
+        return self._results
 
     def take(self, key: str) -> Outcome:
         """The outcome of `key`, collecting (and keeping) the ones planned before it."""
@@ -135,7 +147,7 @@ class _Plan:
             while key in self._pending and not self.closed.is_set():
                 collected = self._order.popleft()
                 self._pending.discard(collected)
-                outcome = next(self._results)
+                outcome = next(self._started())
                 if collected == key or self.streams[collected] not in self._owner.done:
                     self._ready[collected] = outcome
                 while len(self._ready) > self._held:  # the oldest: sent again if wanted
@@ -156,7 +168,8 @@ class _Plan:
         for gate in list(self._gates):
             gate.done.set()
         with self._lock:
-            self._results.close()
+            if isinstance(self._results, Generator):
+                self._results.close()
             self._ready.clear()
             self._pending.clear()
 
@@ -214,7 +227,7 @@ class ReadAhead:
         self._follow_ups: dict[str, _FollowUp] = {}
         #: how many more follow-up answers may be held (`configure` sets it)
         self._room = 0
-        self._pool: ThreadPoolExecutor | None = None  # follow-ups' threads, made when needed
+        self._pool: Background | None = None  # follow-ups' threads, made when needed
         self._closed = False  # the run ended (`close`): nothing more is followed up
 
     def configure(self, workers: int, *, budgeted: bool = False) -> None:
@@ -311,7 +324,9 @@ class ReadAhead:
         try:
             pool = self._background()
             for entry in fresh:
-                pool.submit(send, entry)
+                if pool is None:  # the run ended meanwhile
+                    break
+                pool.submit(partial(send, entry))
                 submitted.append(entry.key)
         finally:  # whatever went wrong, nobody waits for an answer that will not come
             unsent = [key for key in waiting if key not in submitted]
@@ -322,14 +337,12 @@ class ReadAhead:
                 waiting[key].settle(NOT_SENT)
         return submitted
 
-    def _background(self) -> ThreadPoolExecutor:
+    def _background(self) -> Background | None:
         """The threads that send follow-ups (as many as requests may be in flight; each
-        request still waits for its slot)."""
+        request still waits for its slot); None once the run ended."""
         with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    max_workers=self.workers, thread_name_prefix="copernica-ahead"
-                )
+            if self._pool is None and not self._closed:
+                self._pool = Background(self.workers)
             return self._pool
 
     def close(self) -> None:
@@ -342,7 +355,7 @@ class ReadAhead:
         for follow_up in left:
             follow_up.settle(NOT_SENT)
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.close()
 
     def _outcome_of(self, entry: Entry) -> Outcome:
         if entry.stream in self.done or entry.stream in self.failed:
@@ -398,6 +411,7 @@ class ReadAhead:
             yield
             return
         try:
+            plan.start()  # the keys are known first: no request is sent twice
             yield
         finally:
             with self._lock:

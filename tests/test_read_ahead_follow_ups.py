@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +20,7 @@ import requests
 
 from copernica_api.payloads import rows_of
 from copernica_emulator import Emulator
-from tap_copernica import readahead
+from tap_copernica import prefetch, readahead
 from tap_copernica.paging import ids_of
 from tap_copernica.readahead import Entry, Outcome, ReadAhead, request_key
 from tap_copernica.streams.base import run_ahead
@@ -206,12 +207,15 @@ def test_follow_ups_that_cannot_be_sent_never_keep_a_stream_waiting(
         def submit(self, *args: object, **kwargs: object) -> None:
             raise RuntimeError("can't start new thread")
 
+        def close(self) -> None:
+            pass
+
     ahead = ReadAhead()
     ahead.configure(2)
     session = requests.Session()
     url = f"{emu.base_url}/v4/databases"
     entries = [Entry("s", f"s {n}", partial(session.get, url, timeout=5)) for n in range(2)]
-    monkeypatch.setattr(readahead, "ThreadPoolExecutor", NoThreads)
+    monkeypatch.setattr(readahead, "Background", NoThreads)
     with pytest.raises(RuntimeError):
         ahead.follow_up(entries)
     done = threading.Event()
@@ -322,3 +326,70 @@ def test_the_one_object_streams_are_read_ahead(emu: Emulator) -> None:
     tap.services.read_ahead.configure(4)
     planned = {entry.stream for entry in run_ahead(tap.streams.values())}
     assert {"identity", "database_unsubscribe", "ms_emailing_statistics"} <= planned
+
+
+def test_a_plan_that_cannot_start_all_its_calls_does_not_hang(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plan whose second thread cannot start raises to its stream. Before, it was started
+    under the read-ahead's lock: its first call, a full page under latency, then waited
+    for that lock to follow up, while the failing plan waited for that call."""
+
+    class SecondThreadFails(ThreadPoolExecutor):
+        submitted = 0
+
+        def submit(self, *args: Any, **kwargs: Any) -> Any:
+            SecondThreadFails.submitted += 1
+            if SecondThreadFails.submitted == 2:
+                raise RuntimeError("can't start new thread")
+            return super().submit(*args, **kwargs)
+
+    tap, stream, _ = id_list_stream(emu)
+    ahead = tap.services.read_ahead
+    entries = [stream.ahead(c, stream.first_request(c)) for c in (stream.partitions or [])[:2]]
+    monkeypatch.setattr(prefetch, "ThreadPoolExecutor", SecondThreadFails)
+    outcome: list[str] = []
+
+    def make_plan() -> None:
+        try:
+            with ahead.plan(entries):
+                outcome.append("planned")
+        except RuntimeError as exc:
+            outcome.append(str(exc))
+
+    emu.faults.latency_ms = 150
+    try:
+        planner = threading.Thread(target=make_plan, daemon=True)
+        planner.start()
+        planner.join(10)
+    finally:
+        emu.faults.latency_ms = 0
+    assert not planner.is_alive(), "the plan hangs"
+    assert outcome == ["can't start new thread"]
+    ahead.close()
+
+
+def test_after_the_run_nothing_is_followed_up_and_nothing_holds_the_exit(emu: Emulator) -> None:
+    """Follow-ups run on daemon threads (a run that ends, also by a fatal error, does not
+    wait at exit for requests of streams it never reached); after `close` none is sent."""
+    ahead = ReadAhead()
+    ahead.configure(2)
+    with ahead.slot("s"):  # a stream the API answered
+        pass
+    session = requests.Session()
+    url = f"{emu.base_url}/v4/databases"
+    entries = [Entry("s", f"s {n}", partial(session.get, url, timeout=5)) for n in range(3)]
+    emu.faults.latency_ms = 150
+    try:
+        assert ahead.follow_up(entries[:1]) == ["s 0"]
+        followers = [t for t in threading.enumerate() if t.name.startswith("copernica-ahead")]
+        assert followers
+        assert all(t.daemon for t in followers)
+        ahead.close()
+        since = len(emu.requests)
+        assert ahead.follow_up(entries[1:]) == []
+        assert ahead.take("s 0") is None  # nothing held after `close`: sent by its stream
+    finally:
+        emu.faults.latency_ms = 0
+    time.sleep(0.3)
+    assert [r for r in emu.requests[since:] if r.path == "/v4/databases"] == []
