@@ -127,14 +127,14 @@ class _Plan:
         self._gates: list[_Gate] = []
         self.closed = threading.Event()
         self._ordered = ordered
-        self._results: Iterator[Outcome] | None = None
+        self._results: Generator[Outcome, None, None] | None = None
 
     def start(self) -> None:
         """Start sending (outside `ReadAhead`'s lock: a call may follow up at once)."""
         with self._lock:
             self._started()
 
-    def _started(self) -> Iterator[Outcome]:
+    def _started(self) -> Generator[Outcome, None, None]:
         """The answers in planning order, the first calls sent (under `_lock`)."""
         if self._results is None:
             workers = self._owner.workers
@@ -168,7 +168,7 @@ class _Plan:
         for gate in list(self._gates):
             gate.done.set()
         with self._lock:
-            if isinstance(self._results, Generator):
+            if self._results is not None:
                 self._results.close()
             self._ready.clear()
             self._pending.clear()
