@@ -24,7 +24,7 @@ from copernica_api.sdk_compat import CompatRESTStream
 from copernica_api.settings import ClientSettings
 from copernica_api.tls import fail_fast_on_tls, trust_environment
 from tap_copernica.budget import RequestBudgetSpent, RunInParts
-from tap_copernica.readahead import FOLLOW_UP_WAIT_S, Entry, ReadAhead, request_key
+from tap_copernica.readahead import Entry, ReadAhead, request_key, worth_following
 
 if TYPE_CHECKING:
     from singer_sdk import Tap
@@ -180,7 +180,7 @@ class CopernicaStream(CompatRESTStream):
         self, prepared: requests.PreparedRequest, context: Context | None, token: Any
     ) -> requests.Response:
         response = self._sending(prepared, context)
-        if response.elapsed.total_seconds() >= FOLLOW_UP_WAIT_S:
+        if worth_following(response):
             try:
                 following = self.following_page(token, response)
                 if following is not None:

@@ -29,6 +29,14 @@ if TYPE_CHECKING:
 Params = dict[str, Any]
 
 
+def next_offset(token: Params, count: int, page_size: int, *, overlap: int = 0) -> Params | None:
+    """The offset after a full page of `count` rows asked with `token` (`overlap` rows
+    asked again); None after a short page, or for a request without an offset."""
+    if count < page_size or "start" not in token:
+        return None
+    return {"start": int(token["start"]) + count - overlap}
+
+
 class StartLimitPaginator(BaseAPIPaginator[Params]):
     """Offset paging that stops at the first page shorter than the limit."""
 
@@ -45,9 +53,7 @@ class StartLimitPaginator(BaseAPIPaginator[Params]):
     def following(token: Params, count: int, page_size: int) -> Params | None:
         """The request after a page of `count` rows asked with `token`; None after a short
         page (also what a page read ahead sends next, `ListStream.following_page`)."""
-        if count < page_size or "start" not in token:
-            return None
-        return {"start": int(token["start"]) + count}
+        return next_offset(token, count, page_size)
 
 
 class IdListPaginator(BaseAPIPaginator[Params]):
@@ -84,9 +90,7 @@ class IdListPaginator(BaseAPIPaginator[Params]):
         """The request after a full page of `count` IDs asked with `token` when nothing was
         deleted meanwhile (also what a page read ahead sends next); None after a short page.
         Pages overlap by one ID: the next starts at (or before) this page's last ID."""
-        if count < page_size or "start" not in token:
-            return None
-        return {"start": int(token["start"]) + count - 1}
+        return next_offset(token, count, page_size, overlap=1)
 
     def get_next(self, response: Any) -> Params | None:
         """The request planned by `accept`."""

@@ -66,6 +66,13 @@ PLAN_AHEAD = 4
 #: process. Without such latency, reading on from a worker costs more than it saves.
 FOLLOW_UP_WAIT_S = 0.1
 
+
+def worth_following(response: requests.Response) -> bool:
+    """Whether `response` took a real API's latency (`FOLLOW_UP_WAIT_S`): then what its
+    stream sends next is asked at once."""
+    return response.elapsed.total_seconds() >= FOLLOW_UP_WAIT_S
+
+
 #: A request that was planned but not sent (see `Outcome`).
 NOT_SENT = Outcome()
 

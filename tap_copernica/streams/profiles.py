@@ -217,8 +217,7 @@ class ProfileStream(SchemaShapedStream):
         def first_page() -> requests.Response:
             response = entry.send()
             first = dict_rows(payload_of(response))
-            waited = response.elapsed.total_seconds()
-            if len(first) >= self.settings.page_size and waited >= readahead.FOLLOW_UP_WAIT_S:
+            if len(first) >= self.settings.page_size and readahead.worth_following(response):
                 try:
                     read_ahead.follow_up([probe], then=partial(first_ranges, first))
                 except Exception as exc:  # only saves time: the scan's own reads report it
