@@ -1,7 +1,7 @@
 """The tap's only concurrency: up to N requests in flight, results handed back in order
 (`in_order`), or calls handed to threads that nobody waits for (`Background`: requests
 read ahead on the strength of an answer). Every request still holds one of the tap's
-`max_parallel_requests` slots while on the wire (`ReadAhead.slot`)."""
+`max_parallel_requests` slots while on the wire (`Slots`, through `ReadAhead.slot`)."""
 
 from __future__ import annotations
 
@@ -63,6 +63,43 @@ def _in_order(
 
 
 _log = logging.getLogger(__name__)
+
+
+class Slots:
+    """At most `count` holders at once; a slot given back goes to the longest waiting
+    `urgent` holder, else to the longest waiting other one.
+
+    The tap's requests in flight: the requests of the streams the run syncs now are urgent,
+    requests read ahead for later streams are not. Those only save time later, so they take
+    the slots nobody needs now; without the order, a chain of round trips the run waits
+    for (a view tree, a profile scan's ranges) queued behind them (measured: the whole
+    account 5 to 7 % slower, reading further ahead slower still).
+    """
+
+    def __init__(self, count: int) -> None:
+        self._free = max(1, count)
+        self._lock = threading.Lock()
+        self._urgent: deque[threading.Event] = deque()
+        self._others: deque[threading.Event] = deque()
+
+    def acquire(self, *, urgent: bool) -> None:
+        """Take a slot: at once when one is free, else when `release` hands one over."""
+        with self._lock:
+            if self._free > 0:  # none is free while anyone waits: slots are handed over
+                self._free -= 1
+                return
+            turn = threading.Event()
+            (self._urgent if urgent else self._others).append(turn)
+        turn.wait()
+
+    def release(self) -> None:
+        """Give a slot back: to the next waiting holder, if any."""
+        with self._lock:
+            waiting = self._urgent or self._others
+            if waiting:
+                waiting.popleft().set()
+            else:
+                self._free += 1
 
 
 class Background:

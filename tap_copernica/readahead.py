@@ -25,7 +25,8 @@ one that will not come.
 
 `ReadAhead.slot` bounds the requests in flight across the whole tap (every request holds a
 slot while it is on the wire), so plans, parallel profile reads and the main thread
-together never exceed `max_parallel_requests`.
+together never exceed `max_parallel_requests`. The streams syncing now (`ReadAhead.syncing`)
+have their requests go first; requests read ahead for later streams take the slots left.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
-from tap_copernica.prefetch import Background, in_order
+from tap_copernica.prefetch import Background, Slots, in_order
 
 if TYPE_CHECKING:
     import requests
@@ -58,8 +59,10 @@ class Outcome:
 
 #: Requests of a plan sent ahead of the one its streams wait for, per request in flight:
 #: plans hold many small requests (a partition's first page each), and the SDK waits for
-#: them in order; the answers this keeps are bounded all the same (`_Plan._held`).
-PLAN_AHEAD = 4
+#: them in order; the answers this keeps are bounded all the same (`_Plan._held`). Reading
+#: further ahead pays only because the streams syncing now get slots first (`Slots`):
+#: 4 → 8 made the whole account about 5 % faster with that order, slower without it.
+PLAN_AHEAD = 8
 
 #: A request read ahead that took this long to answer has what its stream sends next asked
 #: at once (`ReadAhead.follow_up`): a real API's latency, well above what a page takes to
@@ -227,7 +230,9 @@ class ReadAhead:
         self.failed: set[str] = set()
         #: streams whose sync ended: nothing more of theirs is read ahead
         self.done: set[str] = set()
-        self._slots: threading.BoundedSemaphore | None = None
+        self._slots: Slots | None = None
+        #: the streams the run syncs now (a top-level stream and its descendants)
+        self._syncing: frozenset[str] = frozenset()
         self.workers = 1
         self._budgeted = False
         #: requests sent after a planned one by its call (`follow_up`), by key
@@ -252,7 +257,7 @@ class ReadAhead:
                 self._budgeted = budgeted
                 # Two partitions' worth of a profile scan's highest ID and first ranges.
                 self._room = 2 * (self.workers + 1)
-                self._slots = threading.BoundedSemaphore(self.workers)
+                self._slots = Slots(self.workers)
 
     @property
     def planning(self) -> bool:
@@ -262,11 +267,30 @@ class ReadAhead:
     @contextlib.contextmanager
     def slot(self, stream: str) -> Iterator[None]:
         """Held while one request of `stream` is on the wire; a request that succeeds
-        proves the stream (its partitions are then read ahead without waiting)."""
+        proves the stream (its partitions are then read ahead without waiting). The
+        streams syncing now get a slot before requests read ahead for later ones."""
         slots = self._slots
-        with slots if slots is not None else contextlib.nullcontext():
+        if slots is None:
             yield
+        else:
+            slots.acquire(urgent=stream in self._syncing)
+            try:
+                yield
+            finally:
+                slots.release()
         self._proven.add(stream)
+
+    @contextlib.contextmanager
+    def syncing(self, streams: Iterable[str]) -> Iterator[None]:
+        """While the block runs, `streams` are the ones the run syncs now (their requests
+        go first, `slot`)."""
+        now = frozenset(streams)
+        self._syncing = now
+        try:
+            yield
+        finally:
+            if self._syncing is now:
+                self._syncing = frozenset()
 
     def take(self, key: str) -> Outcome | None:
         """The outcome of the planned request `key`, or None when none is planned (a

@@ -160,6 +160,42 @@ def test_partitions_overlap_within_max_parallel_requests(slow_emu: Emulator, wor
         assert flight.most_at_once(pattern) >= 2, pattern
 
 
+def _slot_order(read_ahead: ReadAhead, streams: list[str]) -> list[str]:
+    """The order in which requests of `streams` get the one slot, asked in this order
+    while it is taken."""
+    got: list[str] = []
+    threads: list[threading.Thread] = []
+
+    def request(stream: str) -> None:
+        with read_ahead.slot(stream):
+            got.append(stream)
+
+    with read_ahead.slot("holder"):
+        for stream in streams:
+            threads.append(threading.Thread(target=request, args=(stream,)))
+            threads[-1].start()
+            time.sleep(0.05)  # each waits before the next asks
+    for thread in threads:
+        thread.join(5)
+    return got
+
+
+def test_the_streams_syncing_now_get_the_slots_first() -> None:
+    # Requests read ahead for later streams only save time later: a request of a stream
+    # the run waits for now goes before them, also when it asked last.
+    read_ahead = ReadAhead()
+    read_ahead.configure(1)
+    with read_ahead.syncing(["views", "view_rules"]):
+        order = _slot_order(read_ahead, ["ms_emailings", "templates", "view_rules"])
+    assert order == ["view_rules", "ms_emailings", "templates"]
+    # Without a stream syncing, first come, first served.
+    assert _slot_order(read_ahead, ["ms_emailings", "templates", "view_rules"]) == [
+        "ms_emailings",
+        "templates",
+        "view_rules",
+    ]
+
+
 def test_one_request_at_a_time_with_max_parallel_requests_1(slow_emu: Emulator) -> None:
     flight = InFlight(slow_emu)
     result = sync(config_for(slow_emu, max_parallel_requests=1), streams=PARTITIONED)

@@ -144,7 +144,10 @@ class ObjectStream(CopernicaStream):
         streams = [self.name, *(s.name for s in self.descendent_streams)]
         try:
             if read_ahead.planning:
-                with read_ahead.plan(self.planned(self.entries_ahead)):
+                with (
+                    read_ahead.syncing(streams),
+                    read_ahead.plan(self.planned(self.entries_ahead)),
+                ):
                     try:
                         yield
                     finally:  # before the plan closes: its calls still running send no more
