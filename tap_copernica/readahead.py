@@ -317,8 +317,10 @@ class ReadAhead:
         streams take them; returns at once, with the keys of the entries sent. Called by a
         planned request's call that found out what its stream sends next (a profile scan's
         highest ID, a list's next page): its own answer is not held back meanwhile, so
-        nothing planned after it waits. `then` gets the outcomes once all are in (from the
-        thread of the last one), to follow up further.
+        nothing planned after it waits. Also called by the tap for the first profile pages
+        it can guess before the account's structure is read (`read_profiles_ahead`).
+        `then` gets the outcomes once all are in (from the thread of the last one), to
+        follow up further.
 
         Left out: entries planned or followed up already, of a stream that ended or failed,
         and beyond `_room` answers held at once (bounds memory). A stream whose request was

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import sys
-from functools import cached_property
+from functools import cached_property, partial
 from typing import IO, Any, NoReturn, cast
 
 from singer_sdk import Tap
@@ -177,8 +177,28 @@ class TapCopernica(Tap):
         _ = self.settings  # the settings that need no request
         self.authenticator.current_jwt()  # a refused token fails here, with its own message
         if not self.account.databases_read():
+            self.read_profiles_ahead()
             self.account.read_databases_and_guess_ahead()
         self.account.selected_database_ids()  # unknown database names fail here
+
+    def read_profiles_ahead(self) -> None:
+        """The first page of `profiles` for each database `database_ids` names by ID, when
+        the catalog selects it: sent beside the account's structure (as its fields are,
+        `Account.read_databases_and_guess_ahead`) and held for the stream, instead of one
+        round trip after the structure. Held answers and the guess are those of
+        `ReadAhead.follow_up` and `ProfileStream.guessed_ahead`."""
+        catalog = self.input_catalog
+        profiles = self._generic.get("profiles") if hasattr(self, "_generic") else None
+        if catalog is None or not isinstance(profiles, ProfileStream):
+            return
+        if not any(
+            entry.tap_stream_id == "profiles" and entry.metadata.resolve_selection()[()]
+            for entry in catalog.streams
+        ):
+            return
+        guessed = [int(d) for d in self.settings.database_ids if d.isdigit()]
+        entries = [e for d in guessed for e in profiles.planned(partial(profiles.guessed_ahead, d))]
+        self.services.read_ahead.follow_up(entries)
 
     @property
     def state_dict(self) -> dict[str, Any]:

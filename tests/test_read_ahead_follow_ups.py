@@ -1,8 +1,8 @@
 """What is read ahead beyond each partition's first request: two streams with the same URL
 each get their own answer, a profile scan's highest-ID request follows a full first page
 under latency (and only then, without holding that page back), a full list page has the
-next one read ahead, plans go out before anything is taken, and the emailing lists come
-with the account's structure."""
+next one read ahead, plans go out before anything is taken, and the emailing lists (and
+the first profile page of a database named by ID) come with the account's structure."""
 
 from __future__ import annotations
 
@@ -393,3 +393,40 @@ def test_after_the_run_nothing_is_followed_up_and_nothing_holds_the_exit(emu: Em
         emu.faults.latency_ms = 0
     time.sleep(0.3)
     assert [r for r in emu.requests[since:] if r.path == "/v4/databases"] == []
+
+
+def test_profiles_of_a_database_named_by_id_are_read_beside_the_structure(
+    emu: Emulator,
+) -> None:
+    """With `database_ids` by ID the first `profiles` page goes out with the account's
+    structure (one round trip sooner) and is not asked again; by name, the database list
+    has to resolve it first."""
+    spans: list[tuple[float, float, str]] = []
+    emu.on_response(lambda log: spans.append((log.at, time.time(), log.path)))
+    config = config_for(emu, page_size=1000, database_ids=["1"])
+    serial = sync({**config, "max_parallel_requests": 1}, streams=["profiles"])
+    assert serial.exit_code == 0
+    assert len(serial.records["profiles"]) > 1000  # a scan that plans ranges
+
+    def read(database: str) -> tuple[bool, int]:
+        """(whether the first profile page arrived before the database list was answered,
+        requests for the database's profiles)"""
+        spans.clear()
+        emu.faults.latency_ms = 150
+        try:
+            result = sync(
+                {**config, "max_parallel_requests": 4, "database_ids": [database]},
+                streams=["profiles"],
+            )
+        finally:
+            emu.faults.latency_ms = 0
+        assert result.exit_code == 0
+        assert result.records["profiles"] == serial.records["profiles"]
+        listed = max(end for _, end, path in spans if path == "/v4/databases")
+        pages = [start for start, _, path in spans if path == "/v4/database/1/profiles"]
+        return min(pages) < listed, len(pages)
+
+    by_id, by_name = read("1"), read("Customers")
+    assert by_id[0]
+    assert not by_name[0]
+    assert by_id[1] == by_name[1]  # the page read beside is the one the stream takes

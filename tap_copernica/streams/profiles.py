@@ -180,28 +180,48 @@ class ProfileStream(SchemaShapedStream):
         round trips (first page, then the ranges it plans)."""
         if context is None:
             return None
-        cursor = self._planned_cursor(context)
+        return self._first_params(self._planned_cursor(context))
+
+    def _first_params(self, cursor: ProfileCursor) -> dict[str, Any]:
+        """The first request of a read from `cursor`."""
         parallel = self.settings.max_parallel_requests > 1
         return self._scan_start(cursor) if cursor.by_id and parallel else cursor.params()
 
-    def _planned_cursor(self, context: Context) -> ProfileCursor:
-        """Where the partition's read will start, from a copy of its STATE."""
+    def guessed_ahead(self, database_id: int) -> list[Entry]:
+        """The first page of database `database_id` (named by ID in `database_ids`), planned
+        before the account's structure is read, to be read beside it
+        (`TapCopernica.read_profiles_ahead`) instead of one round trip after it. The guess
+        is that the database has no field called `modified` (which changes the request): a
+        wrong guess is a request not used."""
+        context: Context = {"database_id": database_id}
+        if self.spec.owner_kind != "database" or self.skip_context(context):
+            return []
+        cursor = self._planned_cursor(context, clash=False)
+        return [self.ahead(context, self._first_params(cursor), cursor)]
+
+    def _planned_cursor(self, context: Context, clash: bool | None = None) -> ProfileCursor:
+        """Where the partition's read will start, from a copy of its STATE (`clash`: whether
+        the owner has a field called `modified`; looked up when not given)."""
         kind = self.spec.owner_kind
-        clash = self.account.has_modified_field(kind, int(context[f"{kind}_id"]))
+        if clash is None:
+            clash = self.account.has_modified_field(kind, int(context[f"{kind}_id"]))
         state = copy.deepcopy(self.context_state_if_any(context) or {})
         bookmark = ProfileBookmark(state, self.settings.tz, self.settings.start_date)
         parallel = self.settings.max_parallel_requests > 1
         return bookmark.cursor(self.settings.page_size, by_id=clash, parallel=parallel)
 
-    def ahead(self, context: Context | None, token: Any) -> Entry:
-        """The partition's first page read ahead. An ID-ordered scan's page that comes back
-        full under latency is followed at once by what the scan sends next: the highest ID,
-        then the first ranges (the same requests, planned the same way): the partition is
-        in hand when its turn comes, instead of starting a chain of round trips then."""
+    def ahead(
+        self, context: Context | None, token: Any, cursor: ProfileCursor | None = None
+    ) -> Entry:
+        """The partition's first page read ahead (from `cursor`, the one planned for it when
+        not given). An ID-ordered scan's page that comes back full under latency is
+        followed at once by what the scan sends next: the highest ID, then the first ranges
+        (the same requests, planned the same way): the partition is in hand when its turn
+        comes, instead of starting a chain of round trips then."""
         entry = super().ahead(context, token)
         if context is None or token.get("orderby") != "id" or "order" in token:
             return entry
-        cursor = self._planned_cursor(context)
+        cursor = cursor or self._planned_cursor(context)
         send_ahead = super().ahead
         probe = send_ahead(context, self._highest(token["fields[]"]))
         read_ahead = self.services.read_ahead
