@@ -89,8 +89,18 @@ class Slots:
                 self._free -= 1
                 return
             turn = threading.Event()
-            (self._urgent if urgent else self._others).append(turn)
-        turn.wait()
+            queue = self._urgent if urgent else self._others
+            queue.append(turn)
+        try:
+            turn.wait()
+        except BaseException:  # interrupted (Ctrl-C, a signal's exit): no slot is lost
+            with self._lock:
+                handed = turn.is_set()
+                if not handed:
+                    queue.remove(turn)
+            if handed:  # handed over meanwhile: pass it on
+                self.release()
+            raise
 
     def release(self) -> None:
         """Give a slot back: to the next waiting holder, if any."""

@@ -182,23 +182,47 @@ class TapCopernica(Tap):
         self.account.selected_database_ids()  # unknown database names fail here
 
     def read_profiles_ahead(self) -> None:
-        """The first page of `profiles` for each database `database_ids` names by ID, when
-        the catalog selects it: sent beside the account's structure (as its fields are,
-        `Account.read_databases_and_guess_ahead`) and held for the stream, instead of one
-        round trip after the structure. Held answers and the guess are those of
-        `ReadAhead.follow_up` and `ProfileStream.guessed_ahead`."""
-        catalog = self.input_catalog
-        profiles = self._generic.get("profiles") if hasattr(self, "_generic") else None
-        if catalog is None or not isinstance(profiles, ProfileStream):
+        """The first `profiles` page of the first database `database_ids` names, sent
+        beside the account's structure and held for the stream (`ReadAhead.follow_up`):
+        one round trip sooner than after the structure. Only where it cannot cost what a
+        serial run would not spend:
+
+        - every database is named by ID (a misspelt name stops the run before any data
+          request; an ID that does not exist is asked like its fields are, by
+          `Account.read_databases_and_guess_ahead`, and answers an error nobody takes);
+        - the catalog selects `profiles`, and the STATE has no problem with it nor a run
+          in parts (which may have finished that database);
+        - a slot is free beside the structure's first requests (the database list, and the
+          fields and collections of each database named);
+        - one page: a resource the API refuses is asked once.
+        """
+        catalog, profiles = self.input_catalog, self._generic.get("profiles")
+        named = self.settings.database_ids
+        if not named or not all(d.isdigit() for d in named) or catalog is None:
+            return
+        if not isinstance(profiles, ProfileStream) or self.settings.max_parallel_requests <= (
+            1 + 2 * len(named)
+        ):
             return
         if not any(
             entry.tap_stream_id == "profiles" and entry.metadata.resolve_selection()[()]
             for entry in catalog.streams
         ):
             return
-        guessed = [int(d) for d in self.settings.database_ids if d.isdigit()]
-        entries = [e for d in guessed for e in profiles.planned(partial(profiles.guessed_ahead, d))]
+        state = self.state_dict
+        bookmark = state.get("bookmarks", {}).get("profiles") if isinstance(state, dict) else None
+        if STATE_KEY in state or (isinstance(bookmark, dict) and self._state_problems(bookmark)):
+            return
+        entries = profiles.planned(partial(profiles.guessed_ahead, int(named[0])))
         self.services.read_ahead.follow_up(entries)
+
+    def _state_problems(self, bookmark: dict[str, Any]) -> list[str]:
+        """What `check_catalog_and_state` would refuse in a stream's STATE entry."""
+        return [
+            problem
+            for partition in bookmark.get("partitions", [])
+            for problem in state_problems("profiles", partition, self.settings.tz)
+        ]
 
     @property
     def state_dict(self) -> dict[str, Any]:

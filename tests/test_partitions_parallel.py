@@ -5,6 +5,7 @@ the data did not need."""
 from __future__ import annotations
 
 import re
+import signal
 import threading
 import time
 from collections import Counter
@@ -18,7 +19,7 @@ import requests
 from copernica_emulator import Emulator
 from copernica_emulator.mailings import add_emailing, data_of
 from copernica_emulator.messages import RequestLog
-from tap_copernica import readahead
+from tap_copernica import prefetch, readahead
 from tap_copernica.readahead import Entry, ReadAhead
 from tap_copernica.streams.structure import RulesStream
 from tests.conftest import config_for
@@ -194,6 +195,36 @@ def test_the_streams_syncing_now_get_the_slots_first() -> None:
         "templates",
         "view_rules",
     ]
+
+
+def test_a_request_interrupted_while_waiting_for_a_slot_loses_no_slot() -> None:
+    # Ctrl-C (or a signal's exit) while the main thread waits: the slot it would have got
+    # goes to the next request, as a semaphore would give it.
+    slots = prefetch.Slots(1)
+    slots.acquire(urgent=False)
+    previous = signal.signal(signal.SIGALRM, _interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(KeyboardInterrupt):
+            slots.acquire(urgent=True)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    slots.release()
+    got = threading.Event()
+
+    def request() -> None:
+        slots.acquire(urgent=False)
+        got.set()
+
+    waiter = threading.Thread(target=request, daemon=True)  # never holds the exit
+    waiter.start()
+    assert got.wait(5)  # the slot was not handed to the interrupted request
+    waiter.join(5)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def test_one_request_at_a_time_with_max_parallel_requests_1(slow_emu: Emulator) -> None:

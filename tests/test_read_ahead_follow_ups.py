@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from singer_sdk.exceptions import ConfigValidationError
 
 from copernica_api.payloads import rows_of
 from copernica_emulator import Emulator
@@ -430,3 +431,29 @@ def test_profiles_of_a_database_named_by_id_are_read_beside_the_structure(
     assert by_id[0]
     assert not by_name[0]
     assert by_id[1] == by_name[1]  # the page read beside is the one the stream takes
+
+
+def test_input_a_run_refuses_stops_it_before_a_profile_page_is_read_beside(
+    emu: Emulator,
+) -> None:
+    """Reading a page beside the structure must not cost a request that a bad setting or
+    STATE would have stopped in a serial run: a misspelt database name next to an ID, or a
+    STATE entry the tap refuses."""
+    config = config_for(emu, page_size=1000, max_parallel_requests=8)
+    catalog = catalog_selecting(config, ["profiles"])
+    broken = {
+        "bookmarks": {
+            "profiles": {
+                "partitions": [
+                    {"context": {"database_id": 1}, "replication_key_value": "yesterday"}
+                ]
+            }
+        }
+    }
+    since = len(emu.requests)
+    with pytest.raises(ConfigValidationError, match="Custmers"):
+        sync({**config, "database_ids": ["1", "Custmers"]}, catalog=catalog)
+    result = sync({**config, "database_ids": ["1"]}, catalog=catalog, state=broken)
+    assert result.exit_code == 1
+    sent = [r.path for r in emu.requests[since:]]
+    assert "/v4/database/1/profiles" not in sent, sent

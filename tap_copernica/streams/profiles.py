@@ -194,7 +194,7 @@ class ProfileStream(SchemaShapedStream):
         is that the database has no field called `modified` (which changes the request): a
         wrong guess is a request not used."""
         context: Context = {"database_id": database_id}
-        if self.spec.owner_kind != "database" or self.skip_context(context):
+        if self.spec.owner_kind != "database":
             return []
         cursor = self._planned_cursor(context, clash=False)
         return [self.ahead(context, self._first_params(cursor), cursor)]
