@@ -209,19 +209,22 @@ class TapCopernica(Tap):
             for entry in catalog.streams
         ):
             return
-        state = self.state_dict
-        bookmark = state.get("bookmarks", {}).get("profiles") if isinstance(state, dict) else None
-        if STATE_KEY in state or (isinstance(bookmark, dict) and self._state_problems(bookmark)):
+        if STATE_KEY in self.state_dict or self.state_problems_of("profiles"):
             return
         entries = profiles.planned(partial(profiles.guessed_ahead, int(named[0])))
         self.services.read_ahead.follow_up(entries)
 
-    def _state_problems(self, bookmark: dict[str, Any]) -> list[str]:
-        """What `check_catalog_and_state` would refuse in a stream's STATE entry."""
+    def state_problems_of(self, stream: str) -> list[str]:
+        """What is wrong with the STATE entry of profile stream `stream` (`state_problems`
+        for each of its partitions)."""
+        bookmarks = self.state_dict.get("bookmarks")
+        entry = bookmarks.get(stream) if isinstance(bookmarks, dict) else None
+        if not isinstance(entry, dict):
+            return []
         return [
             problem
-            for partition in bookmark.get("partitions", [])
-            for problem in state_problems("profiles", partition, self.settings.tz)
+            for partition in entry.get("partitions", [])
+            for problem in state_problems(stream, partition, self.settings.tz)
         ]
 
     @property
@@ -263,11 +266,9 @@ class TapCopernica(Tap):
                     f"{', '.join(unknown)}. A database or collection may have been renamed or "
                     f"removed: run discovery again (Meltano: --refresh-catalog) and reselect."
                 )
-        bookmarks = self.state.get("bookmarks", {}) if isinstance(self.state, dict) else {}
         for name, stream in self.streams.items():
-            if isinstance(stream, ProfileStream) and isinstance(bookmarks.get(name), dict):
-                for partition in bookmarks[name].get("partitions", []):
-                    problems += state_problems(name, partition, self.settings.tz)
+            if isinstance(stream, ProfileStream):
+                problems += self.state_problems_of(name)
         if problems:
             problems[-1] += (
                 " Fix or remove that entry (Meltano: `meltano state clear <state id>` reads "
