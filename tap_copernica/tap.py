@@ -182,19 +182,26 @@ class TapCopernica(Tap):
         self.account.selected_database_ids()  # unknown database names fail here
 
     def read_profiles_ahead(self) -> None:
-        """The first `profiles` page of the first database `database_ids` names, sent
-        beside the account's structure and held for the stream (`ReadAhead.follow_up`):
-        one round trip sooner than after the structure. Only where it cannot cost what a
-        serial run would not spend:
+        """The first `profiles` page of a database `database_ids` names, sent beside the
+        account's structure and held for the stream (`ReadAhead.follow_up`): one round trip
+        sooner than after the structure.
 
-        - every database is named by ID (a misspelt name stops the run before any data
-          request; an ID that does not exist is asked like its fields are, by
-          `Account.read_databases_and_guess_ahead`, and answers an error nobody takes);
-        - the catalog selects `profiles`, and the STATE has no problem with it nor a run
-          in parts (which may have finished that database);
+        At most that one request more than the run would otherwise send, and only where it
+        is likely used:
+
+        - every database is named by ID: a misspelt name stops the run before any data
+          request;
+        - the catalog selects `profiles`, and no STATE entry has a problem the run refuses,
+          nor is a run in parts recorded (it may have finished that database);
         - a slot is free beside the structure's first requests (the database list, and the
           fields and collections of each database named);
-        - one page: a resource the API refuses is asked once.
+        - one page, of the lowest ID (read first where the API lists databases by ID): a
+          resource the API refuses is asked once.
+
+        It goes unused, as the structure's own guesses do
+        (`Account.read_databases_and_guess_ahead`), when an ID does not exist, when the
+        database has a field called `modified` (`ProfileStream.guessed_ahead`), or when the
+        catalog names a stream the account no longer has.
         """
         catalog, profiles = self.input_catalog, self._generic.get("profiles")
         named = self.settings.database_ids
@@ -209,10 +216,12 @@ class TapCopernica(Tap):
             for entry in catalog.streams
         ):
             return
-        if STATE_KEY in self.state_dict or self.state_problems_of("profiles"):
+        bookmarks = self.state_dict.get("bookmarks")
+        streams = list(bookmarks) if isinstance(bookmarks, dict) else []
+        if STATE_KEY in self.state_dict or any(self.state_problems_of(s) for s in streams):
             return
-        entries = profiles.planned(partial(profiles.guessed_ahead, int(named[0])))
-        self.services.read_ahead.follow_up(entries)
+        first = min(int(d) for d in named)
+        self.services.read_ahead.follow_up(profiles.planned(partial(profiles.guessed_ahead, first)))
 
     def state_problems_of(self, stream: str) -> list[str]:
         """What is wrong with the STATE entry of profile stream `stream` (`state_problems`
@@ -221,9 +230,12 @@ class TapCopernica(Tap):
         entry = bookmarks.get(stream) if isinstance(bookmarks, dict) else None
         if not isinstance(entry, dict):
             return []
+        partitions = entry.get("partitions", [])
+        if not isinstance(partitions, list) or not all(isinstance(p, dict) for p in partitions):
+            return [f"state of stream '{stream}': partitions must be a list of objects"]
         return [
             problem
-            for partition in entry.get("partitions", [])
+            for partition in partitions
             for problem in state_problems(stream, partition, self.settings.tz)
         ]
 

@@ -450,10 +450,14 @@ def test_input_a_run_refuses_stops_it_before_a_profile_page_is_read_beside(
             }
         }
     }
+    # Another profile stream's entry is refused as well, also one of the wrong shape.
+    elsewhere = {"bookmarks": {"subprofiles": broken["bookmarks"]["profiles"]}}
+    shapeless = {"bookmarks": {"subprofiles": {"partitions": None}}}
     since = len(emu.requests)
     with pytest.raises(ConfigValidationError, match="Custmers"):
         sync({**config, "database_ids": ["1", "Custmers"]}, catalog=catalog)
-    result = sync({**config, "database_ids": ["1"]}, catalog=catalog, state=broken)
-    assert result.exit_code == 1
+    for state in (broken, elsewhere, shapeless):
+        result = sync({**config, "database_ids": ["1"]}, catalog=catalog, state=state)
+        assert result.exit_code == 1, state
     sent = [r.path for r in emu.requests[since:]]
     assert "/v4/database/1/profiles" not in sent, sent

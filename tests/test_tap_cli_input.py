@@ -108,6 +108,22 @@ def test_a_bad_state_or_catalog_entry_is_not_called_a_config_validation_failure(
     assert "Traceback" not in result.stderr
 
 
+def test_a_state_entry_of_the_wrong_shape_gets_one_line_not_a_traceback(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    config = config_for(emulator)
+    catalog = catalog_file(config, ["profiles"], tmp_path)
+    state_path = tmp_path / "state.json"
+    state_path.write_text(json.dumps({"bookmarks": {"profiles": {"partitions": "all"}}}))
+    args = ["--catalog", str(catalog), "--state", str(state_path)]
+    result = run_cli(TAP, args, config=config, tmp_path=tmp_path)
+    assert result.exit_code == 1
+    (error,) = log_lines(result.stderr, "ERROR")
+    assert "state of stream 'profiles': partitions must be a list of objects" in error
+    assert "Fix or remove that entry" in error
+    assert "Traceback" not in result.stderr
+
+
 def test_the_config_heading_stays_for_config_errors(emulator: Emulator, tmp_path: Path) -> None:
     result = run_cli(TAP, [], config=config_for(emulator, page_size=0), tmp_path=tmp_path)
     assert result.exit_code == 1
