@@ -188,6 +188,15 @@ class Account:
         ):
             pass
 
+    def databases_named_by_id(self) -> list[int]:
+        """The databases `database_ids` names by ID: known before the database list is read."""
+        return [int(d) for d in self.settings.database_ids if d.isdigit()]
+
+    def requests_guessed_ahead(self) -> int:
+        """How many requests `read_databases_and_guess_ahead` sends side by side: the
+        database list, and the fields and collections of each database named by ID."""
+        return 1 + 2 * len(self.databases_named_by_id())
+
     def read_databases_and_guess_ahead(self) -> None:
         """Read the database list; meanwhile, read the fields and collections of databases
         named by ID in `database_ids`, which discovery needs next (one round trip fewer).
@@ -195,7 +204,7 @@ class Account:
         A guess that fails is dropped quietly: the database list decides whether the ID
         exists, and a real read later reports any other error.
         """
-        guesses = [int(d) for d in self.settings.database_ids if d.isdigit()]
+        guesses = self.databases_named_by_id()
 
         def quietly(read: Callable[[], object]) -> None:
             try:

@@ -89,20 +89,25 @@ class TapCopernica(Tap):
         (`StreamSpec.emailing_lists_read`). None at discovery (no catalog), nor with a
         request budget (nothing is read before it is needed). `Account` keeps them: read
         alongside the structure, they are not asked again."""
-        catalog = self.input_catalog
-        if catalog is None or self.settings.max_requests is not None:
+        if self.input_catalog is None or self.settings.max_requests is not None:
             return []
         if not hasattr(self, "_generic"):
             _ = self.streams
         wanted = {
             product
-            for entry in catalog.streams
-            if entry.metadata.resolve_selection()[()] and entry.tap_stream_id in self._generic
-            for product in self._generic[entry.tap_stream_id].spec.emailing_lists_read(
-                self.settings
-            )
+            for name in self.catalog_selected()
+            if name in self._generic
+            for product in self._generic[name].spec.emailing_lists_read(self.settings)
         }
         return [product for product in PRODUCTS if product in wanted]
+
+    def catalog_selected(self) -> set[str]:
+        """The streams the input catalog selects (none without one): known before the
+        streams are built, so the structure's reads can plan for them."""
+        catalog = self.input_catalog
+        if catalog is None:
+            return set()
+        return {e.tap_stream_id for e in catalog.streams if e.metadata.resolve_selection()[()]}
 
     def typed_tables(self) -> list[TypedTable]:
         """One table per database read, and one per collection of those databases."""
@@ -203,24 +208,19 @@ class TapCopernica(Tap):
         database has a field called `modified` (`ProfileStream.guessed_ahead`), or when the
         catalog names a stream the account no longer has.
         """
-        catalog, profiles = self.input_catalog, self._generic.get("profiles")
-        named = self.settings.database_ids
-        if not named or not all(d.isdigit() for d in named) or catalog is None:
+        profiles, account = self._generic.get("profiles"), self.account
+        named = account.databases_named_by_id()
+        if not named or len(named) < len(self.settings.database_ids):  # a name among them
             return
-        if not isinstance(profiles, ProfileStream) or self.settings.max_parallel_requests <= (
-            1 + 2 * len(named)
-        ):
+        if not isinstance(profiles, ProfileStream) or "profiles" not in self.catalog_selected():
             return
-        if not any(
-            entry.tap_stream_id == "profiles" and entry.metadata.resolve_selection()[()]
-            for entry in catalog.streams
-        ):
+        if self.settings.max_parallel_requests <= account.requests_guessed_ahead():
             return
         bookmarks = self.state_dict.get("bookmarks")
         streams = list(bookmarks) if isinstance(bookmarks, dict) else []
         if STATE_KEY in self.state_dict or any(self.state_problems_of(s) for s in streams):
             return
-        first = min(int(d) for d in named)
+        first = min(named)
         self.services.read_ahead.follow_up(profiles.planned(partial(profiles.guessed_ahead, first)))
 
     def state_problems_of(self, stream: str) -> list[str]:
