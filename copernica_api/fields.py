@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,6 +22,7 @@ from copernica_api.timeutil import (
     ZERO_TIMESTAMPS,
     api_to_iso,
     api_to_utc,
+    iso_converter,
     parse_instant,
 )
 
@@ -198,22 +199,23 @@ class FieldReader:
         self._tz = tz
         self.unreadable: Counter[str] = Counter()
         self.examples: dict[str, str] = {}
+        self._counting = threading.Lock()
 
-    def direct(self, name: str) -> Callable[[str], Any]:
-        """The quickest reading of field `name` from the API's usual string: Python's own
-        `int`/`float` for numbers, the timestamp conversion itself for date-times. It
-        raises, or returns None, where `read` must decide (empty, or unreadable and
-        counted); a hot loop calls it first and `read` only then."""
+    def strict(self, name: str) -> Callable[[str], Any]:
+        """The reading of a non-empty string value of field `name`, for hot loops: Python's
+        own `int`/`float` for numbers, the type's reader for the others. It raises where
+        `read` must decide: a value `int` refuses that `read` may take (`" 12 "`, `"12.0"`),
+        or one that does not fit its type (which `read` counts)."""
         kind = self._types.get(name, _STRING)
         if kind is FIELD_TYPES["integer"]:
             return int
         if kind is FIELD_TYPES["float"]:
             return float
-        if kind is _DATETIME:
-            return partial(api_to_iso, tz=self._tz)
-        if kind is _DATETIME_UTC:
-            return partial(api_to_utc, tz=self._tz)
         read, tz = kind.read, self._tz
+        if kind is _DATETIME or kind is _DATETIME_UTC:
+            convert = iso_converter(tz, utc=kind is _DATETIME_UTC)
+            # The usual value converted at once; anything else decided by the reader.
+            return lambda value: convert(value) or read(value, tz)
         return lambda value: read(value, tz)
 
     def read(self, name: str, value: Any) -> Any:
@@ -226,8 +228,9 @@ class FieldReader:
         try:
             return kind.read(value, self._tz)
         except (ValueError, TypeError, OverflowError):
-            self.unreadable[name] += 1
-            self.examples.setdefault(name, value[:40])
+            with self._counting:  # pages may be read on several threads
+                self.unreadable[name] += 1
+                self.examples.setdefault(name, value[:40])
             return None
 
     def report(self, logger: logging.Logger, stream: str) -> None:

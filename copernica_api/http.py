@@ -91,11 +91,13 @@ def check_response(
     authenticator: CopernicaAuthenticator,
     *,
     expect_json: bool = True,
+    decode: Callable[[bytes], Any] | None = None,
 ) -> None:
     """Sort a response into success, JWT renewal, transient or permanent failure.
 
     Writes answer 201/204 without a body, 303 with `Location`, 200 with `X-deleted`: with
-    `expect_json=False` any 2xx or 303 is a success and the body is not read.
+    `expect_json=False` any 2xx or 303 is a success and the body is not read. A JSON body is
+    decoded here (with `decode`, the stream's own decoder, when given: see `payload_of`).
     """
     status = response.status_code
     if is_jwt_rejection(response):
@@ -108,7 +110,7 @@ def check_response(
     if status >= 300:
         raise CopernicaAPIError(response)
     try:
-        payload_of(response)
+        payload_of(response, decode)
     except ValueError:
         # A 200 whose body is cut short (seen on very large pages): fetch it again.
         raise TransientAPIError(response, "response body is not complete JSON") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -10,18 +11,41 @@ import requests
 _PAYLOAD_ATTR = "_copernica_payload"
 
 
-def payload_of(response: requests.Response) -> Any:
-    """The JSON body of a response, decoded once (the first caller pays), with msgspec.
+def payload_of(response: requests.Response, decode: Callable[[bytes], Any] | None = None) -> Any:
+    """The JSON body of a response, decoded once (the first caller pays), with msgspec or
+    with `decode`, a stream's own decoder (the typed streams': `TypedRecords.decode`), which
+    raises `msgspec.DecodeError` as msgspec does.
 
     Raises ValueError when the body is not complete JSON.
     """
     if not hasattr(response, _PAYLOAD_ATTR):
         try:
-            payload = msgspec.json.decode(response.content)
+            payload = (decode or plain_json)(response.content)
         except msgspec.DecodeError as exc:
             raise ValueError(str(exc)) from None
         setattr(response, _PAYLOAD_ATTR, payload)
     return getattr(response, _PAYLOAD_ATTR)
+
+
+def plain_json(content: bytes) -> Any:
+    """A body as plain JSON (dictionaries and lists), decoded with msgspec; raises
+    `msgspec.DecodeError` when it is not complete JSON."""
+    return msgspec.json.decode(content)
+
+
+def struct_decoder(page_type: Any) -> Callable[[bytes], Any | None]:
+    """A decoder of bodies into `page_type`, msgspec structs made for one kind of page (the
+    typed streams': `TypedRecords`). It gives None for complete JSON that does not fit the
+    type, and raises `msgspec.DecodeError` when the body is not complete JSON."""
+    decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(page_type)
+
+    def decode(content: bytes) -> Any | None:
+        try:
+            return decoder.decode(content)
+        except msgspec.ValidationError:
+            return None
+
+    return decode
 
 
 def rows_of(payload: Any) -> list[Any]:

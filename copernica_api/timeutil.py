@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
-from functools import lru_cache
+from functools import lru_cache, partial
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 API_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -72,6 +74,32 @@ def api_to_iso(value: str | None, tz: ZoneInfo) -> str | None:
     except ValueError:
         return None
     return parsed.isoformat() if parsed else None
+
+
+def iso_converter(tz: ZoneInfo, *, utc: bool = False) -> Callable[[Any], str | None]:
+    """`api_to_iso` (with `utc`, `api_to_utc`) for one zone, as a single call: the form for
+    loops over many values (the typed profile streams). The usual timestamp of a day seen
+    before costs its checks and one lookup; anything else goes to `api_to_iso`."""
+    if utc:
+        return partial(api_to_utc, tz=tz)
+    offsets = _OFFSETS.get(tz) or _OFFSETS.setdefault(tz, {})
+    hours, clock = _HOURS, _CLOCK
+
+    def convert(value: Any) -> str | None:
+        if (
+            value.__class__ is str
+            and len(value) == 19
+            and value[10] == " "
+            and value[13] == ":"
+            and value[14:] in clock
+            and value[11:13] in hours
+        ):
+            offset = offsets.get(value[:10])
+            if offset:
+                return f"{value[:10]}T{value[11:]}{offset}"
+        return api_to_iso(value, tz)
+
+    return convert
 
 
 #: Valid hours and `mm:ss`: set lookups check a timestamp's clock.

@@ -78,6 +78,9 @@ class CopernicaStream(CompatRESTStream):
     # A full table's ACTIVATE_VERSION (the ID lists) only once its complete list is out: a
     # run cut off mid-stream must not make a target mark the IDs not yet sent as deleted.
     activate_version_after_records = True
+    #: How the stream's JSON answers are decoded: plain msgspec, or a stream's own decoder
+    #: (the typed streams decode pages straight into records: `TypedRecords.decode`).
+    decode_body: Callable[[bytes], Any] | None = None
 
     def __init__(self, tap: Tap, services: StreamServices, **kwargs: Any) -> None:
         # Plain attributes, not properties: the profile streams read them for every page.
@@ -215,7 +218,7 @@ class CopernicaStream(CompatRESTStream):
     def validate_response(self, response: requests.Response) -> None:
         """Sort a response into success, JWT renewal, transient or permanent failure."""
         self.progress.response(self.name, ok=response.status_code < 300)
-        check_response(response, self.authenticator)
+        check_response(response, self.authenticator, decode=self.decode_body)
 
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
         """Rows of a list page or the single object of an object resource."""

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import msgspec
 import pytest
 
+from copernica_api.timeutil import zone
 from copernica_emulator import Emulator
-from tap_copernica.streams.typed import unique_names
+from tap_copernica.streams import typed_records
+from tap_copernica.streams.base import RecordShape
+from tap_copernica.streams.typed import TypedTable, column_names, unique_names
+from tap_copernica.streams.typed_records import TableLayout, TypedRecords
 from tap_copernica.tap import TapCopernica
 from tests.singer import catalog_selecting, sync
 from tests.warehouse import fresh_schema, query, tap_to_postgres
@@ -196,3 +202,148 @@ def test_a_field_removed_since_discovery_does_not_break_the_sync(
     assert "retired_field" in schema["schema"]["properties"]
     assert len(result.records["profiles_customers"]) == len(emulator.store.profiles("Customers"))
     assert all(r.get("retired_field") is None for r in result.records["profiles_customers"])
+
+
+# -- pages decoded straight into records (`TypedRecords`) --------------------------------------
+#: Field names a struct attribute could not carry, and every type (the column of `modified`
+#: takes the clash suffix, as discovery names it).
+AWKWARD_FIELDS = (
+    ("class", "text"),
+    ("first name", "text"),
+    ("e-mail", "email"),
+    ("naïve", "integer"),
+    ("score", "float"),
+    ("born", "date"),
+    ("seen", "empty_datetime"),
+    ("ref", "foreign_key"),
+    ("modified", "text"),
+)
+
+
+def _records(
+    *, utc: bool = False, fields: tuple[tuple[str, str], ...] = AWKWARD_FIELDS
+) -> tuple[TypedRecords, dict[str, str]]:
+    table = TypedTable("profiles_awkward", "database", {"database_id": 1}, fields)
+    columns = column_names((n for n, _ in fields), "database")
+    layout = TableLayout(
+        entity_keys=("ID", "interests", "secret", "created", "modified", "removed"),
+        fields=tuple((name, columns[name], kind) for name, kind in fields),
+        shape=RecordShape(("ID",), ("created", "modified", "removed"), ("database",)),
+        declared=frozenset(table.schema()["properties"]),
+    )
+    return TypedRecords(layout, zone("Europe/Amsterdam"), utc=utc), columns
+
+
+def _row(profile_id: int, **values: Any) -> dict[str, Any]:
+    fields = {
+        "class": "A",
+        "first name": "Anna",
+        "e-mail": "a@example.com",
+        "naïve": "42",
+        "score": "7.5",
+        "born": "1990-02-03",
+        "seen": "2024-03-31 02:30:00",  # the hour the clocks skip in Amsterdam
+        "ref": "0",
+        "modified": "own value",
+    }
+    fields.update(values)
+    return {
+        "ID": str(profile_id),
+        "fields": fields,
+        "interests": ["news"],
+        "database": "1",
+        "secret": "s3cret",
+        "created": "2024-10-27 02:30:00",  # the hour that repeats
+        "modified": "2025-01-02 03:04:05",
+        "removed": False,
+    }
+
+
+def _page(rows: list[dict[str, Any]]) -> bytes:
+    return json.dumps({"start": 0, "limit": 1000, "count": len(rows), "data": rows}).encode()
+
+
+def test_a_page_reads_the_same_whether_or_not_it_fits_the_quick_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The usual page is decoded into structs (never as plain JSON); a page with a value
+    that is not a string goes row by row; the rows they share become the same records."""
+    usual = [
+        _row(1),
+        _row(2, **{"naïve": "", "score": "", "born": "0000-00-00", "seen": "", "ref": "17"}),
+        _row(3, seen="0000-00-00 00:00:00", born="2000-12-31 00:00:00"),
+        _row(4, **{"class": "", "extra field": "ignored"}),
+    ]
+    del usual[3]["fields"]["first name"]  # a field the API left out: null
+    records, columns = _records()
+    with monkeypatch.context() as patch:
+        patch.setattr(typed_records, "plain_json", None)  # the plain decoder is not used
+        quick = records.decode(_page(usual))["data"]
+    general = records.decode(_page([*usual, _row(5, **{"naïve": 5})]))["data"]
+    assert [records.finish(r) for r in quick] == [records.finish(r) for r in general[:4]]
+    assert [list(r) for r in quick] == [list(r) for r in general[:4]]  # and column order
+    first, second, third, fourth = quick
+    assert first == {
+        "ID": 1,
+        "interests": ["news"],
+        "secret": "s3cret",
+        "created": "2024-10-27T02:30:00+02:00",
+        "modified": "2025-01-02T03:04:05+01:00",
+        "removed": None,
+        "class": "A",
+        "first name": "Anna",
+        "e-mail": "a@example.com",
+        "naïve": 42,
+        "score": 7.5,
+        "born": "1990-02-03",
+        "seen": "2024-03-31T02:30:00+01:00",  # as zoneinfo reads a skipped time
+        "ref": None,
+        columns["modified"]: "own value",
+    }
+    assert (second["naïve"], second["score"], second["born"], second["seen"]) == (None,) * 4
+    assert second["ref"] == 17
+    assert (third["seen"], third["born"]) == (None, "2000-12-31")
+    assert (fourth["class"], fourth["first name"], "extra field" in fourth) == ("", None, False)
+    assert general[4]["naïve"] == 5
+    assert not records.reader.unreadable
+
+
+def test_a_value_only_the_general_path_can_read_is_read_there_and_counted() -> None:
+    """`int` refuses " 12 " and "12.0", which the field's reader takes; an unreadable value is
+    null and counted once, whichever path met it first."""
+    records, _ = _records()
+    rows = [_row(1, **{"naïve": " 12 "}), _row(2, **{"naïve": "12.0"}), _row(3, born="31-12")]
+    page = records.decode(_page(rows))["data"]
+    assert [r["naïve"] for r in page] == [12, 12, 42]
+    assert [r["born"] for r in page] == ["1990-02-03", "1990-02-03", None]
+    assert records.reader.unreadable == {"born": 1}
+
+
+def test_a_page_cut_short_is_an_error_to_retry_not_a_page_of_fewer_records() -> None:
+    records, _ = _records()
+    with pytest.raises(msgspec.DecodeError):
+        records.decode(_page([_row(1), _row(2)])[:-40])
+
+
+@pytest.mark.parametrize("utc", [False, True])
+def test_the_quick_path_writes_timestamps_as_the_setting_asks(utc: bool) -> None:
+    records, _ = _records(utc=utc)
+    (record,) = records.decode(_page([_row(1)]))["data"]
+    record = records.finish(record)
+    if utc:
+        assert (record["created"], record["modified"]) == (
+            "2024-10-27T00:30:00Z",
+            "2025-01-02T02:04:05Z",
+        )
+        assert record["seen"] == "2024-03-31T01:30:00Z"
+    else:
+        assert record["modified"] == "2025-01-02T03:04:05+01:00"
+
+
+def test_a_field_name_with_a_quote_is_read_row_by_row() -> None:
+    """msgspec cannot match a name holding `"` or a backslash: that table reads every page
+    the general way, with the same records."""
+    quoted = 'it\'s "quoted"'
+    records, _ = _records(fields=(*AWKWARD_FIELDS, (quoted, "integer")))
+    (record,) = records.decode(_page([_row(1, **{quoted: "3"})]))["data"]
+    assert (record[quoted], record["naïve"], record["e-mail"]) == (3, 42, "a@example.com")

@@ -14,15 +14,13 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from copernica_api.fields import FieldReader, field_type
+from copernica_api.fields import field_type
 from tap_copernica.streams.profiles import STREAM_SPECS, ProfileSpec, ProfileStream
+from tap_copernica.streams.typed_records import TableLayout, TypedRecords
 
 if TYPE_CHECKING:
-    from zoneinfo import ZoneInfo
-
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
 
@@ -106,26 +104,18 @@ class TypedProfileStream(ProfileStream):
         self.spec = dataclasses.replace(generic, name=table.name, parent=None)
         self.table = table
         self._typed_schema = table.schema()
-        self._columns = column_names((n for n, _ in table.fields), table.kind)
-        self._reader = FieldReader(
-            dict(table.fields), services.settings.tz, utc=services.settings.utc_timestamps
+        columns = column_names((n for n, _ in table.fields), table.kind)
+        layout = TableLayout(
+            entity_keys=_API_ENTITY_KEYS[table.kind],
+            fields=tuple((name, columns[name], kind) for name, kind in table.fields),
+            shape=generic.shape,
+            declared=frozenset(self._typed_schema["properties"]),
         )
-        # The hot path, per record: text fields are the API's strings as they are; the
-        # others go through their reader once per distinct value (see `build_record`).
-        self._text_columns = [
-            (n, self._columns[n]) for n, kind in table.fields if field_type(kind) is TEXT
-        ]
-        # All text values of a row in one call (a tuple: only for two fields or more).
-        self._text_values = (
-            itemgetter(*(n for n, _ in self._text_columns)) if len(self._text_columns) > 1 else None
-        )
-        self._text_names = tuple(c for _, c in self._text_columns)
-        tz = services.settings.tz
-        self._typed_columns = [
-            (n, self._columns[n], _known_values(kind, tz), self._reader.direct(n))
-            for n, kind in table.fields
-            if field_type(kind) is not TEXT
-        ]
+        settings = services.settings
+        self._records = TypedRecords(layout, settings.tz, utc=settings.utc_timestamps)
+        # Every page of the table is decoded into its records as it is checked: the
+        # cursor and bookmark read `ID` and `modified` from them as from the API's rows.
+        self.decode_body = self._records.decode
         super().__init__(
             tap, services, name=table.name, schema=self._typed_schema, path=generic.path
         )
@@ -143,72 +133,18 @@ class TypedProfileStream(ProfileStream):
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         """The generic reader; afterwards one warning per field with unreadable values."""
         yield from super().get_records(context)
-        self._reader.report(self.logger, self.name)
+        self._records.reader.report(self.logger, self.name)
 
-    def build_record(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Each field in its own column, typed.
-
-        Runs for every profile, so the typed stream costs about what the generic one does:
-        a text value is copied, an empty one is null, a number goes through `int`/`float`,
-        and a date is read once per distinct value and looked up after that. An unreadable
-        value is never remembered, so each one is counted.
-        """
-        values = record.pop("fields", None) or {}
-        try:  # the usual row: every field present, text as strings (the API sends no other)
-            texts = self._text_values(values) if self._text_values else None
-        except KeyError:
-            texts = None
-        if texts is not None and _STRINGS.issuperset(map(type, texts)):
-            record.update(zip(self._text_names, texts))  # noqa: B905 (lengths equal by construction)
-        else:
-            for name, column in self._text_columns:
-                value = values.get(name)
-                record[column] = value if value is None or value.__class__ is str else str(value)
-        read = self._reader.read
-        for name, column, known, direct in self._typed_columns:
-            value = values.get(name)
-            if value is None or value == "":  # no value, for every type
-                record[column] = None
-                continue
-            if known is not None:
-                typed = known.get(value, _UNKNOWN)
-                if typed is not _UNKNOWN:
-                    record[column] = typed
-                    continue
-            typed = None
-            if value.__class__ is str:
-                try:
-                    typed = direct(value)
-                except (ValueError, TypeError, OverflowError):
-                    typed = None
-            if typed is None:  # empty, or unreadable (null, and counted): `read` decides
-                typed = read(name, value)
-            if known is not None and typed is not None and len(known) < MAX_KNOWN_VALUES:
-                known[value] = typed
-            record[column] = typed
-        return record
+    def post_process(
+        self, row: dict[str, Any], context: Context | None = None
+    ) -> dict[str, Any] | None:
+        """The record its page was decoded into (`TypedRecords`), with `modified` written
+        like the other timestamps now that the bookmark has read it."""
+        return self._records.finish(row)
 
 
-#: Distinct values remembered per typed column (bounds memory on unique values).
-MAX_KNOWN_VALUES = 4096
-_UNKNOWN = object()
-_STRINGS = {str}
-#: The field type read as the API's string itself.
-TEXT = field_type("text")
-
-
-def _known_values(kind: str, tz: ZoneInfo) -> dict[Any, Any] | None:
-    """A column's remembered readings, where reading costs more than a lookup (dates repeat
-    across profiles: birthdays, order days); None for the others (numbers are read as fast
-    as they are looked up, and date-times are mostly distinct). It starts with the API's
-    empty values that read as null (never counted as unreadable) for this type."""
-    reader = field_type(kind)
-    if reader.schema.get("format") != "date":
-        return None
-    known: dict[Any, Any] = {}
-    for empty in ("0000-00-00", "0000-00-00 00:00:00"):
-        try:
-            known[empty] = reader.read(empty, tz)
-        except ValueError:
-            continue
-    return {value: typed for value, typed in known.items() if typed is None}
+#: The entity values of the API's rows that are columns, in the order the API sends them.
+_API_ENTITY_KEYS: dict[str, tuple[str, ...]] = {
+    "database": ("ID", "interests", "secret", "created", "modified", "removed"),
+    "collection": ("ID", "secret", "profile", "created", "modified", "removed"),
+}
