@@ -99,6 +99,19 @@ def check_response(
     `expect_json=False` any 2xx or 303 is a success and the body is not read. A JSON body is
     decoded here (with `decode`, the stream's own decoder, when given: see `payload_of`).
     """
+    check_status(response, authenticator, expect_json=expect_json)
+    if expect_json:
+        check_json_body(response, decode)
+
+
+def check_status(
+    response: requests.Response,
+    authenticator: CopernicaAuthenticator,
+    *,
+    expect_json: bool = True,
+) -> None:
+    """`check_response` without reading the body (the tap decodes a body once its request
+    has given back its slot: `check_json_body`)."""
     status = response.status_code
     if is_jwt_rejection(response):
         _jwt_rejected(response, authenticator)
@@ -109,6 +122,13 @@ def check_response(
         return
     if status >= 300:
         raise CopernicaAPIError(response)
+
+
+def check_json_body(
+    response: requests.Response, decode: Callable[[bytes], Any] | None = None
+) -> None:
+    """Decode the JSON body of a successful response (`payload_of`); one cut short is a
+    transient failure, fetched again."""
     try:
         payload_of(response, decode)
     except ValueError:
@@ -298,6 +318,8 @@ __all__ = [
     "CopernicaSession",
     "RetryPolicy",
     "RetryStopped",
+    "check_json_body",
     "check_response",
+    "check_status",
     "retry_after_seconds",
 ]

@@ -180,12 +180,20 @@ class CompatRESTStream(RESTStream[Any]):
         e.g. to read the partitions' first requests ahead. Nothing by default."""
         return contextlib.nullcontext()
 
+    def check_body(self, response: requests.Response) -> None:
+        """Work on a response's body (decoding, checking it), done once its request has
+        given back its slot: the next request goes out while this one's page is decoded.
+        `validate_response`, called with the slot held, sorts the status. Nothing here by
+        default."""
+
     def _send_request(
         self, prepared_request: requests.PreparedRequest, context: Context | None
     ) -> requests.Response:
         with self.request_slot():
             self.before_send(prepared_request, context)
-            return super()._request(prepared_request, context)
+            response = super()._request(prepared_request, context)
+        self.check_body(response)
+        return response
 
     # -- the private overrides ------------------------------------------------------------
     def _write_record_message(self, record: dict[str, Any]) -> None:

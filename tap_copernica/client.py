@@ -18,7 +18,13 @@ import requests
 from singer_sdk.streams.rest import PageContext
 
 from copernica_api.errors import CopernicaAPIError, JWTRejectedError
-from copernica_api.http import RETRIABLE, RetryPolicy, check_response, retry_log_line
+from copernica_api.http import (
+    RETRIABLE,
+    RetryPolicy,
+    check_json_body,
+    check_status,
+    retry_log_line,
+)
 from copernica_api.payloads import dict_rows, payload_of
 from copernica_api.sdk_compat import CompatRESTStream
 from copernica_api.settings import ClientSettings
@@ -216,9 +222,15 @@ class CopernicaStream(CompatRESTStream):
 
     # -- responses ------------------------------------------------------------------------
     def validate_response(self, response: requests.Response) -> None:
-        """Sort a response into success, JWT renewal, transient or permanent failure."""
+        """Sort a response into success, JWT renewal, transient or permanent failure (the
+        body is decoded once the request has given back its slot: `check_body`)."""
         self.progress.response(self.name, ok=response.status_code < 300)
-        check_response(response, self.authenticator, decode=self.decode_body)
+        check_status(response, self.authenticator)
+
+    def check_body(self, response: requests.Response) -> None:
+        """Decode the JSON body (with the stream's own decoder, if any); one cut short is
+        fetched again."""
+        check_json_body(response, self.decode_body)
 
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
         """Rows of a list page or the single object of an object resource."""

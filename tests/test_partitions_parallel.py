@@ -10,18 +10,21 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
 import pytest
 import requests
 
+from copernica_api.payloads import dict_rows, payload_of
 from copernica_emulator import Emulator
 from copernica_emulator.mailings import add_emailing, data_of
 from copernica_emulator.messages import RequestLog
 from tap_copernica import prefetch, readahead
 from tap_copernica.readahead import Entry, ReadAhead
 from tap_copernica.streams.structure import RulesStream
+from tap_copernica.tap import TapCopernica
 from tests.conftest import config_for
 from tests.singer import SyncResult, catalog_selecting, sync
 
@@ -367,3 +370,37 @@ def test_closing_a_plan_never_leaves_a_request_waiting(
         assert outcome.response is not None
     assert len(started) == 1
     assert not started[0].is_alive(), "a request read ahead waits forever"
+
+
+def test_a_page_is_decoded_once_its_request_gave_back_its_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Decoding a page (a typed stream builds its records then) holds no request slot: with
+    several requests in flight, the next one goes out while a page is decoded."""
+    with Emulator(seed=3, profiles_per_database=40) as emu:
+        tap = TapCopernica(config=config_for(emu, max_parallel_requests=2))
+        stream = tap.streams["profiles_customers"]
+        events: list[str] = []
+        take_slot = stream.request_slot
+
+        @contextmanager
+        def logged_slot() -> Iterator[None]:
+            with take_slot():
+                events.append("slot taken")
+                yield
+            events.append("slot given back")
+
+        decode = stream.decode_body
+        assert decode is not None
+
+        def logged_decode(content: bytes) -> Any:
+            events.append("page decoded")
+            return decode(content)
+
+        monkeypatch.setattr(stream, "request_slot", logged_slot)
+        monkeypatch.setattr(stream, "decode_body", logged_decode)
+        (context,) = stream.partitions or []
+        rows = dict_rows(payload_of(stream.fetch(context, stream.first_request(context))))
+    assert events == ["slot taken", "slot given back", "page decoded"]
+    assert len(rows) == 40
+    assert all(isinstance(row["ID"], int) for row in rows)  # the typed stream's records

@@ -111,6 +111,30 @@ def test_a_full_first_page_under_latency_has_its_highest_id_read_ahead(emu: Emul
     assert outcome.response.json()["data"][0]["ID"]
 
 
+def test_a_first_page_its_stream_asked_itself_has_its_highest_id_asked_at_once(
+    emu: Emulator,
+) -> None:
+    """A first page not read ahead (a stream synced on its own) has the highest ID asked
+    as soon as it is in, while its records are handed on: by the first record the request
+    is on its way, and the scan takes its answer instead of asking again."""
+    tap, stream, context = typed_stream(emu)
+    first = stream.first_request(context)
+    key = request_key(
+        stream.name, str(stream.prepare_page(context, stream._highest(first["fields[]"])).url)
+    )
+    emu.faults.latency_ms = 150
+    since = len(emu.requests)
+    try:
+        records = iter(stream.get_records(context))
+        head = next(records)
+        assert tap.services.read_ahead.holds(key), "the highest ID waited for the page's records"
+        rest = list(records)
+    finally:
+        emu.faults.latency_ms = 0
+    assert len(highest_id_requests(emu, since)) == 1
+    assert len({head["ID"], *(r["ID"] for r in rest)}) == 1 + len(rest) == 1500
+
+
 def test_a_fast_api_gets_no_highest_id_request_ahead(emu: Emulator) -> None:
     """Without latency the scan reads page by page and never asks the highest ID."""
     _, stream, context = typed_stream(emu)

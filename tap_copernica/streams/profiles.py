@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 _Part = tuple[int, int | None, list[dict], int]
 #: Pages one range request reads at most; a denser range is read on when its turn comes.
 RANGE_PAGES = 2
+#: Threads reading ranges beyond the requests in flight (`_read_ranges`).
+DECODING_THREADS = 2
 #: The widest range of a filtered scan, in pages of IDs (its rows may be sparse).
 FILTERED_SPAN_PAGES = 200
 
@@ -222,11 +224,27 @@ class ProfileStream(SchemaShapedStream):
         if context is None or token.get("orderby") != "id" or "order" in token:
             return entry
         cursor = cursor or self._planned_cursor(context)
+
+        def first_page() -> requests.Response:
+            response = entry.send()
+            first = dict_rows(payload_of(response))
+            if len(first) >= self.settings.page_size and readahead.worth_following(response):
+                self._read_on_ahead(context, first, token["fields[]"], cursor)
+            return response
+
+        return Entry(entry.stream, entry.key, first_page)
+
+    def _read_on_ahead(
+        self, context: Context, first: list[dict], filters: list[str], cursor: ProfileCursor
+    ) -> None:
+        """After a full first page of an ID-ordered scan (asked with `filters`) that took a
+        real API's latency: what the scan sends next, at once, in the background (the
+        highest ID, then from its answer the first ranges, planned as the scan plans them
+        from `cursor`), instead of after the page's records are handed on."""
         send_ahead = super().ahead
-        probe = send_ahead(context, self._highest(token["fields[]"]))
         read_ahead = self.services.read_ahead
 
-        def first_ranges(first: list[dict], outcomes: list[Outcome]) -> None:
+        def first_ranges(outcomes: list[Outcome]) -> None:
             (highest,) = outcomes
             if highest.response is not None:
                 top = dict_rows(payload_of(highest.response))
@@ -234,17 +252,10 @@ class ProfileStream(SchemaShapedStream):
                 firsts = self._first_ranges(planner, cursor.id_filters())
                 read_ahead.follow_up([send_ahead(context, params) for params in firsts])
 
-        def first_page() -> requests.Response:
-            response = entry.send()
-            first = dict_rows(payload_of(response))
-            if len(first) >= self.settings.page_size and readahead.worth_following(response):
-                try:
-                    read_ahead.follow_up([probe], then=partial(first_ranges, first))
-                except Exception as exc:  # only saves time: the scan's own reads report it
-                    self.logger.debug("Not reading '%s' ranges ahead: %s", self.name, exc)
-            return response
-
-        return Entry(entry.stream, entry.key, first_page)
+        try:
+            read_ahead.follow_up([send_ahead(context, self._highest(filters))], then=first_ranges)
+        except Exception as exc:  # only saves time: the scan's own reads report it
+            self.logger.debug("Not reading '%s' ranges ahead: %s", self.name, exc)
 
     def _first_ranges(self, planner: IdRangePlanner, filters: list[str]) -> list[dict[str, Any]]:
         """The first request of each range the scan sends before it sees any of them (one
@@ -377,6 +388,8 @@ class ProfileStream(SchemaShapedStream):
         filters = start["fields[]"]
         first, server_now, waited = self._timed_rows(context, start)
         check_ascending(first, after, None)
+        if len(first) >= size and waited >= readahead.FOLLOW_UP_WAIT_S:  # unless read ahead
+            self._read_on_ahead(context, first, filters, self._cursor)
         self._bookmark.page_served(server_now)
         fetched = time.perf_counter()
         yield from self._emit_scanned(first, server_now)
@@ -405,7 +418,10 @@ class ProfileStream(SchemaShapedStream):
         side, in order; returns the last page read."""
         planner = self._planner(first, top, self._cursor)
         page = first
-        for low, high, rows, complete_to in in_order(self._range_calls(context, planner), workers):
+        # More threads than requests in flight (the slots bound those): a thread decoding
+        # the page it read has given back its slot, and another thread's request takes it.
+        threads = workers + DECODING_THREADS
+        for low, high, rows, complete_to in in_order(self._range_calls(context, planner), threads):
             if high is None:  # the open-ended last range
                 page = rows
                 yield from self._emit_scanned(rows, None)
