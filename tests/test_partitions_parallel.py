@@ -24,6 +24,7 @@ from copernica_emulator.messages import RequestLog
 from tap_copernica import prefetch, readahead
 from tap_copernica.readahead import Entry, ReadAhead
 from tap_copernica.streams.structure import RulesStream
+from tap_copernica.streams.typed import TypedProfileStream
 from tap_copernica.tap import TapCopernica
 from tests.conftest import config_for
 from tests.singer import SyncResult, catalog_selecting, sync
@@ -380,6 +381,7 @@ def test_a_page_is_decoded_once_its_request_gave_back_its_slot(
     with Emulator(seed=3, profiles_per_database=40) as emu:
         tap = TapCopernica(config=config_for(emu, max_parallel_requests=2))
         stream = tap.streams["profiles_customers"]
+        assert isinstance(stream, TypedProfileStream)
         events: list[str] = []
         take_slot = stream.request_slot
 
