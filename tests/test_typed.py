@@ -13,10 +13,10 @@ import pytest
 
 from copernica_api.timeutil import zone
 from copernica_emulator import Emulator
-from tap_copernica.streams import typed_records
+from tap_copernica.streams import profile_records
 from tap_copernica.streams.base import RecordShape
+from tap_copernica.streams.profile_records import ProfileRecords, RecordLayout
 from tap_copernica.streams.typed import TypedTable, column_names, unique_names
-from tap_copernica.streams.typed_records import TableLayout, TypedRecords
 from tap_copernica.tap import TapCopernica
 from tests.singer import catalog_selecting, sync
 from tests.warehouse import fresh_schema, query, tap_to_postgres
@@ -204,7 +204,7 @@ def test_a_field_removed_since_discovery_does_not_break_the_sync(
     assert all(r.get("retired_field") is None for r in result.records["profiles_customers"])
 
 
-# -- pages decoded straight into records (`TypedRecords`) --------------------------------------
+# -- pages decoded straight into records (`ProfileRecords`) --------------------------------------
 #: Field names a struct attribute could not carry, and every type (the column of `modified`
 #: takes the clash suffix, as discovery names it).
 AWKWARD_FIELDS = (
@@ -222,16 +222,16 @@ AWKWARD_FIELDS = (
 
 def _records(
     *, utc: bool = False, fields: tuple[tuple[str, str], ...] = AWKWARD_FIELDS
-) -> tuple[TypedRecords, dict[str, str]]:
+) -> tuple[ProfileRecords, dict[str, str]]:
     table = TypedTable("profiles_awkward", "database", {"database_id": 1}, fields)
     columns = column_names((n for n, _ in fields), "database")
-    layout = TableLayout(
+    layout = RecordLayout(
         entity_keys=("ID", "interests", "secret", "created", "modified", "removed"),
         fields=tuple((name, columns[name], kind) for name, kind in fields),
         shape=RecordShape(("ID",), ("created", "modified", "removed"), ("database",)),
         declared=frozenset(table.schema()["properties"]),
     )
-    return TypedRecords(layout, zone("Europe/Amsterdam"), utc=utc), columns
+    return ProfileRecords(layout, zone("Europe/Amsterdam"), utc=utc), columns
 
 
 def _row(profile_id: int, **values: Any) -> dict[str, Any]:
@@ -277,7 +277,7 @@ def test_a_page_reads_the_same_whether_or_not_it_fits_the_quick_path(
     del usual[3]["fields"]["first name"]  # a field the API left out: null
     records, columns = _records()
     with monkeypatch.context() as patch:
-        patch.setattr(typed_records, "plain_json", None)  # the plain decoder is not used
+        patch.setattr(profile_records, "plain_json", None)  # the plain decoder is not used
         quick = records.decode(_page(usual))["data"]
     general = records.decode(_page([*usual, _row(5, **{"naïve": 5})]))["data"]
     assert [records.finish(r) for r in quick] == [records.finish(r) for r in general[:4]]

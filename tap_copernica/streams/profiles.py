@@ -14,9 +14,8 @@ import copy
 import dataclasses
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
-from functools import cached_property, partial
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
-from zoneinfo import ZoneInfo
 
 from copernica_api.errors import CopernicaPagingError
 from copernica_api.payloads import dict_rows, payload_of, rows_of, to_int
@@ -42,12 +41,16 @@ from tap_copernica.streams.base import (
     RecordShape,
     StreamSpec,
 )
+from tap_copernica.streams.profile_records import ProfileRecords, RecordLayout
 from tap_copernica.streams.shaped import SchemaShapedStream
 
 if TYPE_CHECKING:
     import requests
+    from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
     from singer_sdk.pagination import BaseAPIPaginator
+
+    from tap_copernica.client import StreamServices
 
 
 #: One request of a ranged scan: (low, high or None above the planned ranges, rows, the ID
@@ -145,6 +148,18 @@ class ProfileStream(SchemaShapedStream):
     _counted = False  # whether records count in the progress lines (the stream is selected)
     _scan_range: tuple[int, int] | None = None  # the full load's (after, highest ID), for ETAs
     _keep: Callable[[dict[str, Any]], bool] | None = None  # a scan's row filter (None: all)
+
+    def __init__(self, tap: Tap, services: StreamServices, **kwargs: Any) -> None:
+        super().__init__(tap, services, **kwargs)
+        settings = services.settings
+        self.records = ProfileRecords(
+            self.record_layout(), settings.tz, utc=settings.utc_timestamps
+        )
+        # Every page is decoded into its records as it is checked (built before any thread
+        # reads a page): the cursor and bookmark read `ID` and `modified` from them as
+        # from the API's rows.
+        self.decode_body = self.records.decode
+        self._finish = self.records.finish
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         """Read the partition from its bookmark to the end."""
@@ -505,37 +520,21 @@ class ProfileStream(SchemaShapedStream):
     def post_process(
         self, row: dict[str, Any], context: Context | None = None
     ) -> dict[str, Any] | None:
-        """The stream's shape, then `build_record`, keeping what the schema declares.
+        """The record its page was decoded into (`ProfileRecords`), with `modified` written
+        like the other timestamps now that the bookmark has read it.
 
         Runs for every profile, so it is flat: progress is counted per page instead.
         """
-        record = self.build_record(self._shape.apply(row, self._tz, utc=self._utc))
-        declared = self._declared
-        return (
-            record
-            if declared.issuperset(record)
-            else {k: v for k, v in record.items() if k in declared}
+        return self._finish(row)
+
+    def record_layout(self) -> RecordLayout:
+        """What the stream's records hold: the generic streams keep the API's `fields`."""
+        return RecordLayout(
+            entity_keys=self.spec.row_keys,
+            fields=None,
+            shape=self.spec.shape,
+            declared=frozenset(self.schema.get("properties", {})),
         )
-
-    def build_record(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The record in this stream's layout (the generic streams keep the API's)."""
-        return record
-
-    @cached_property
-    def _declared(self) -> frozenset[str]:
-        return frozenset(self.schema.get("properties", {}))
-
-    @cached_property
-    def _shape(self) -> RecordShape:
-        return self.spec.shape
-
-    @cached_property
-    def _tz(self) -> ZoneInfo:
-        return self.settings.tz
-
-    @cached_property
-    def _utc(self) -> bool:
-        return self.settings.utc_timestamps
 
     def get_replication_key_signpost(self, context: Context | None = None) -> None:
         """No signpost: the bookmark only ever holds values of emitted records."""
@@ -560,6 +559,8 @@ class ProfileSpec(StreamSpec):
     base: type[ObjectStream] = ProfileStream
     #: whose fields may include one named `modified`, and whose ID the context holds
     owner_kind: Literal["database", "collection"]
+    #: the values of the API's rows that are columns, in the order the API sends them
+    row_keys: tuple[str, ...]
 
 
 _FIELD_SHAPE = RecordShape(integers=("ID", "length", "textlines"))
@@ -612,6 +613,7 @@ STREAM_SPECS: tuple[StreamSpec, ...] = (
         parent="databases",
         shape=RecordShape(("ID",), ("created", "modified", "removed"), ("database",)),
         owner_kind="database",
+        row_keys=("ID", "fields", "interests", "secret", "created", "modified", "removed"),
     ),
     ProfileSpec(
         "subprofiles",
@@ -619,6 +621,7 @@ STREAM_SPECS: tuple[StreamSpec, ...] = (
         parent="collections",
         shape=RecordShape(("ID", "profile"), ("created", "modified", "removed"), ("collection",)),
         owner_kind="collection",
+        row_keys=("ID", "secret", "fields", "profile", "created", "modified", "removed"),
     ),
     IdListSpec(
         "profile_ids",

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from copernica_api.fields import field_type
+from tap_copernica.streams.profile_records import RecordLayout
 from tap_copernica.streams.profiles import STREAM_SPECS, ProfileSpec, ProfileStream
-from tap_copernica.streams.typed_records import TableLayout, TypedRecords
 
 if TYPE_CHECKING:
     from singer_sdk import Tap
@@ -104,18 +104,6 @@ class TypedProfileStream(ProfileStream):
         self.spec = dataclasses.replace(generic, name=table.name, parent=None)
         self.table = table
         self._typed_schema = table.schema()
-        columns = column_names((n for n, _ in table.fields), table.kind)
-        layout = TableLayout(
-            entity_keys=_API_ENTITY_KEYS[table.kind],
-            fields=tuple((name, columns[name], kind) for name, kind in table.fields),
-            shape=generic.shape,
-            declared=frozenset(self._typed_schema["properties"]),
-        )
-        settings = services.settings
-        self._records = TypedRecords(layout, settings.tz, utc=settings.utc_timestamps)
-        # Every page of the table is decoded into its records as it is checked: the
-        # cursor and bookmark read `ID` and `modified` from them as from the API's rows.
-        self.decode_body = self._records.decode
         super().__init__(
             tap, services, name=table.name, schema=self._typed_schema, path=generic.path
         )
@@ -133,18 +121,14 @@ class TypedProfileStream(ProfileStream):
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         """The generic reader; afterwards one warning per field with unreadable values."""
         yield from super().get_records(context)
-        self._records.reader.report(self.logger, self.name)
+        self.records.reader.report(self.logger, self.name)
 
-    def post_process(
-        self, row: dict[str, Any], context: Context | None = None
-    ) -> dict[str, Any] | None:
-        """The record its page was decoded into (`TypedRecords`), with `modified` written
-        like the other timestamps now that the bookmark has read it."""
-        return self._records.finish(row)
-
-
-#: The entity values of the API's rows that are columns, in the order the API sends them.
-_API_ENTITY_KEYS: dict[str, tuple[str, ...]] = {
-    "database": ("ID", "interests", "secret", "created", "modified", "removed"),
-    "collection": ("ID", "secret", "profile", "created", "modified", "removed"),
-}
+    def record_layout(self) -> RecordLayout:
+        """A column per field, typed, next to the row's other values."""
+        columns = column_names((n for n, _ in self.table.fields), self.table.kind)
+        return RecordLayout(
+            entity_keys=tuple(key for key in self.spec.row_keys if key != "fields"),
+            fields=tuple((name, columns[name], kind) for name, kind in self.table.fields),
+            shape=self.spec.shape,
+            declared=frozenset(self._typed_schema["properties"]),
+        )

@@ -1,16 +1,17 @@
-"""A typed table's pages decoded straight into its records.
+"""Pages of profiles and subprofiles decoded straight into their records.
 
-A typed stream has one column per Copernica field, typed from the field's definition
-(`typed.py`). Decoding a page into dictionaries and then building each record value by value
-cost most of that stream's CPU per profile. Here a page is decoded by msgspec into structs
-made for the table (every field value a string, as the API sends them: about half the time of
-decoding dictionaries), and each record is built from a struct in a few calls: the text
-values as they are, one reading per typed value.
+Each page is decoded by msgspec into structs made for the stream's rows (about half the time
+of decoding dictionaries), and each record is built from a struct by a function written for
+the stream's columns. The generic streams (`profiles`, `subprofiles`) keep the row's `fields`
+object as the API sends it; a typed table (`typed.py`) has one column per field, every
+value a string in the API's rows, read by its field's type (text as it is, one reading per
+typed value).
 
-A page the structs do not fit (a value that is not a string, a row without one of the usual
-keys, `fields` sent as a list) is decoded as plain JSON and built row by row, as is a page
-holding a value its field's type cannot read: that path decides such values and counts them
-(`FieldReader.read`). Both paths give the same records.
+A page the structs do not fit (a row without one of the usual keys, an ID that is not a
+string or a number, a typed table's value that is not a string, `fields` sent as a list) is
+decoded as plain JSON and built row by row, as is a page holding a value its field's type
+cannot read: that path decides such values and counts them (`FieldReader.read`). Both paths
+give the same records.
 
 Records leave here with `modified` as the API sent it, since the stream's cursor and bookmark
 compare the API's own strings; `finish` converts it as the record is emitted.
@@ -26,7 +27,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from copernica_api.fields import FieldReader, field_type
-from copernica_api.payloads import plain_json, struct_decoder
+from copernica_api.payloads import dict_rows, plain_json, struct_decoder
 from copernica_api.timeutil import iso_converter
 from tap_copernica.streams.base import RecordShape
 
@@ -41,21 +42,23 @@ Read = Callable[[str], Any]
 
 
 @dataclass(frozen=True)
-class TableLayout:
-    """What a typed table's records hold: the entity values the API sends with each row
-    (in its order) and each field's column and Copernica type."""
+class RecordLayout:
+    """What a stream's records hold: the values the API sends with each row that are
+    columns (in its order), and for a typed table each field's column and Copernica type
+    (None: `fields` is one of the row's values, kept as it is)."""
 
     entity_keys: tuple[str, ...]
-    fields: tuple[tuple[str, str, str], ...]  # (field name, column name, Copernica type)
-    shape: RecordShape  # the generic stream's: which entity values are IDs and timestamps
+    fields: tuple[tuple[str, str, str], ...] | None  # (field name, column, Copernica type)
+    shape: RecordShape  # the generic stream's: which row values are IDs and timestamps
     declared: frozenset[str]  # the schema's properties
 
 
-class TypedRecords:
-    """Decodes one typed table's pages into its records (see the module docstring)."""
+class ProfileRecords:
+    """Decodes one stream's pages into its records (see the module docstring)."""
 
-    def __init__(self, layout: TableLayout, tz: ZoneInfo, *, utc: bool) -> None:
-        self.reader = FieldReader({name: kind for name, _, kind in layout.fields}, tz, utc=utc)
+    def __init__(self, layout: RecordLayout, tz: ZoneInfo, *, utc: bool) -> None:
+        fields = layout.fields or ()
+        self.reader = FieldReader({name: kind for name, _, kind in fields}, tz, utc=utc)
         self._layout = layout
         self._timestamp = iso_converter(tz, utc=utc)
         # The row by row path: the generic stream's shape, but `modified` left for `finish`.
@@ -64,16 +67,16 @@ class TypedRecords:
             shape, timestamps=tuple(t for t in shape.timestamps if t != "modified")
         )
         self._tz, self._utc = tz, utc
-        names = [name for name, _, _ in layout.fields]
+        names = None if layout.fields is None else [name for name, _, _ in fields]
         try:
             page = _page_struct(layout.entity_keys, shape.integers, names)
         except ValueError:  # a name msgspec cannot match (`"`, `\\`): every page row by row
             self._decoder: Callable[[bytes], Any | None] | None = None
         else:
             self._decoder = struct_decoder(page)
-        text = [(n, c) for n, c, kind in layout.fields if field_type(kind) is TEXT]
-        typed = [(n, c, kind) for n, c, kind in layout.fields if field_type(kind) is not TEXT]
-        attribute = {name: f"f{i}" for i, name in enumerate(names)}
+        text = [(n, c) for n, c, kind in fields if field_type(kind) is TEXT]
+        typed = [(n, c, kind) for n, c, kind in fields if field_type(kind) is not TEXT]
+        attribute = {name: f"f{i}" for i, (name, _, _) in enumerate(fields)}
         self._known = {n: _known_values(kind, tz) for n, _, kind in typed}
         self._record = _record_builder(
             [(key, f"e{i}", self._entity_read(key)) for i, key in enumerate(layout.entity_keys)],
@@ -135,13 +138,21 @@ class TypedRecords:
 
     # -- the general path: dictionaries, row by row ---------------------------------------
     def _row_by_row(self, payload: Any) -> dict[str, Any]:
-        if isinstance(payload, dict) and isinstance(payload.get("data"), list):
-            payload["data"] = [self._built(row) for row in payload["data"] if isinstance(row, dict)]
-        return payload
+        """The page's rows as `dict_rows` finds them (also a bare array), each built."""
+        return {"data": [self._built(row) for row in dict_rows(payload)]}
 
     def _built(self, row: dict[str, Any]) -> dict[str, Any]:
         """One record from the API's row, each value decided by `FieldReader.read`."""
         record = self._shape.apply(row, self._tz, utc=self._utc)
+        if self._layout.fields is not None:
+            self._columns_of(record)
+        declared = self._layout.declared
+        if declared.issuperset(record):
+            return record
+        return {k: v for k, v in record.items() if k in declared}
+
+    def _columns_of(self, record: dict[str, Any]) -> None:
+        """A typed table's columns in place of the record's `fields`."""
         values = record.pop("fields", None) or {}
         if not isinstance(values, dict):
             values = {}
@@ -158,12 +169,6 @@ class TypedRecords:
             if typed is _UNKNOWN:
                 typed = read(name, value)
             record[column] = typed
-        declared = self._layout.declared
-        return (
-            record
-            if declared.issuperset(record)
-            else {k: v for k, v in record.items() if k in declared}
-        )
 
 
 def _record_builder(
@@ -177,7 +182,7 @@ def _record_builder(
     reading or None), `texts` (column, attribute), `typed` (column, attribute, reading);
     an empty typed value is null. Names enter the code only as `repr` literals."""
     namespace: dict[str, Any] = {}
-    lines = ["def build(row):", "    fields = row.fields", "    return {"]
+    lines = ["def build(row):", "    fields = row.fields" if texts or typed else "", "    return {"]
     for key, attribute, read in entity:
         if read is None:
             lines.append(f"        {key!r}: row.{attribute},")
@@ -195,28 +200,28 @@ def _record_builder(
 
 
 def _page_struct(
-    entity_keys: Sequence[str], integers: Sequence[str], field_names: Sequence[str]
+    entity_keys: Sequence[str], integers: Sequence[str], field_names: Sequence[str] | None
 ) -> type:
-    """The msgspec types of a page: each row's entity values (all present; IDs a string or
-    a number, the others any JSON) and its fields (strings; a field the row leaves out is
-    None, as the row by row path reads it). A boolean or null ID fits neither and sends the
-    page the general way, which reads it as `to_int` does. Attributes are numbered (`e0`,
-    `f0`, ...): field names need not be identifiers."""
+    """The msgspec types of a page: each row's values that are columns (all present; IDs a
+    string or a number, the others any JSON) and, for a typed table, its fields (strings; a
+    field the row leaves out is None, as the row by row path reads it). A boolean or null
+    ID fits neither and sends the page the general way, which reads it as `to_int` does.
+    Attributes are numbered (`e0`, `f0`, ...): field names need not be identifiers."""
     ids: Any = str | int
-    fields = msgspec.defstruct(
-        "Fields",
-        [(f"f{i}", str | None, None) for i in range(len(field_names))],
-        rename={f"f{i}": name for i, name in enumerate(field_names)},
-        gc=False,  # strings only: no reference cycles to collect
-    )
-    row = msgspec.defstruct(
-        "Row",
-        [
-            ("fields", fields),
-            *((f"e{i}", ids if key in integers else Any) for i, key in enumerate(entity_keys)),
-        ],
-        rename={"fields": "fields", **{f"e{i}": key for i, key in enumerate(entity_keys)}},
-    )
+    columns: list[tuple[str, Any]] = [
+        (f"e{i}", ids if key in integers else Any) for i, key in enumerate(entity_keys)
+    ]
+    names = {f"e{i}": key for i, key in enumerate(entity_keys)}
+    if field_names is not None:
+        fields = msgspec.defstruct(
+            "Fields",
+            [(f"f{i}", str | None, None) for i in range(len(field_names))],
+            rename={f"f{i}": name for i, name in enumerate(field_names)},
+            gc=False,  # strings only: no reference cycles to collect
+        )
+        columns.append(("fields", fields))
+        names["fields"] = "fields"
+    row = msgspec.defstruct("Row", columns, rename=names)
     return msgspec.defstruct("Page", [("data", list[row])])  # type: ignore[valid-type]
 
 
