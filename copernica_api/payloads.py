@@ -13,7 +13,7 @@ _PAYLOAD_ATTR = "_copernica_payload"
 
 def payload_of(response: requests.Response, decode: Callable[[bytes], Any] | None = None) -> Any:
     """The JSON body of a response, decoded once (the first caller pays), with msgspec or
-    with `decode`, a stream's own decoder (the typed streams': `TypedRecords.decode`), which
+    with `decode`, a stream's own decoder (the profile streams': `ProfileRecords.decode`), which
     raises `msgspec.DecodeError` as msgspec does.
 
     Raises ValueError when the body is not complete JSON.
@@ -35,7 +35,7 @@ def plain_json(content: bytes) -> Any:
 
 def struct_decoder(page_type: Any) -> Callable[[bytes], Any | None]:
     """A decoder of bodies into `page_type`, msgspec structs made for one kind of page (the
-    typed streams': `TypedRecords`). It gives None for complete JSON that does not fit the
+    profile streams': `ProfileRecords`). It gives None for complete JSON that does not fit the
     type, and raises `msgspec.DecodeError` when the body is not complete JSON."""
     decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(page_type)
 

@@ -85,7 +85,7 @@ class CopernicaStream(CompatRESTStream):
     # run cut off mid-stream must not make a target mark the IDs not yet sent as deleted.
     activate_version_after_records = True
     #: How the stream's JSON answers are decoded: plain msgspec, or a stream's own decoder
-    #: (the typed streams decode pages straight into records: `ProfileRecords.decode`).
+    #: (the profile streams decode pages straight into records: `ProfileRecords.decode`).
     decode_body: Callable[[bytes], Any] | None = None
 
     def __init__(self, tap: Tap, services: StreamServices, **kwargs: Any) -> None:
