@@ -220,27 +220,40 @@ class FieldReader:
 
     def read(self, name: str, value: Any) -> Any:
         """The typed value of field `name`; None (and counted) when it does not fit."""
+        typed, fits = self.decide(name, value)
+        if not fits:
+            self.count(name, value)
+        return typed
+
+    def decide(self, name: str, value: Any) -> tuple[Any, bool]:
+        """(the typed value of field `name`, whether the value fits its type); a value that
+        does not fit reads as None and is not counted here (`count`, when it is loaded)."""
         kind = self._types.get(name, _STRING)
         if value is None:
-            return None
+            return None, True
         if not isinstance(value, str):
             value = str(value)
         try:
-            return kind.read(value, self._tz)
+            return kind.read(value, self._tz), True
         except (ValueError, TypeError, OverflowError):
-            with self._counting:  # pages may be read on several threads
-                self.unreadable[name] += 1
-                self.examples.setdefault(name, value[:40])
-            return None
+            return None, False
+
+    def count(self, name: str, value: Any) -> None:
+        """Count a value of field `name` that did not fit its type and was loaded as null."""
+        with self._counting:  # pages may be read on several threads
+            self.unreadable[name] += 1
+            self.examples.setdefault(name, str(value)[:40])
 
     def report(self, logger: logging.Logger, stream: str) -> None:
         """One warning per field whose values could not all be read."""
-        for name, count in sorted(self.unreadable.items()):
+        with self._counting:  # a snapshot: pages may still be decoded on other threads
+            counts, examples = sorted(self.unreadable.items()), dict(self.examples)
+        for name, count in counts:
             logger.warning(
                 "Stream '%s': %d value(s) of field '%s' did not fit its type and were loaded "
                 "as null (e.g. %r). Check the field's type in Copernica.",
                 stream,
                 count,
                 name,
-                self.examples.get(name, ""),
+                examples.get(name, ""),
             )

@@ -10,12 +10,22 @@ from typing import Any
 import pytest
 
 from copernica_api.timeutil import zone
+from tap_copernica.schemas_dir import schema_dir
 from tap_copernica.streams import profile_records
 from tap_copernica.streams.profile_records import ProfileRecords, RecordLayout
 from tap_copernica.streams.profiles import STREAM_SPECS, ProfileSpec
 
 SPECS = {s.name: s for s in STREAM_SPECS if isinstance(s, ProfileSpec)}
 TZ = zone("Europe/Amsterdam")
+
+
+def test_the_row_values_read_are_the_schema_s_properties() -> None:
+    """`row_keys` and the schema agree: what both paths keep is what the schema declares
+    (the partition's IDs are added to each record by the SDK)."""
+    for name, spec in SPECS.items():
+        properties = set(json.loads((schema_dir() / f"{name}.json").read_text())["properties"])
+        assert set(spec.row_keys) <= properties, name
+        assert properties - set(spec.row_keys) <= {"database_id", "collection_id"}, name
 
 
 def records_of(stream: str, *, utc: bool = False) -> ProfileRecords:

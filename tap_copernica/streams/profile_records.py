@@ -36,6 +36,9 @@ TEXT = field_type("text")
 #: Distinct values remembered per date column (bounds memory on unique values).
 MAX_KNOWN_VALUES = 4096
 _UNKNOWN = object()
+#: Where a record built row by row carries the values that did not fit their field's type
+#: until `finish` counts them (a key no column can have: the builder drops it first).
+UNFIT = "\x00unfit"
 #: What a typed value's reading raises when `FieldReader.read` must decide (and count).
 _UNREAD = (ValueError, TypeError, OverflowError)
 Read = Callable[[str], Any]
@@ -102,9 +105,14 @@ class ProfileRecords:
         return self._row_by_row(plain_json(content))
 
     def finish(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The record as it is emitted: `modified` converted like the other timestamps."""
+        """The record as it is emitted: `modified` converted like the other timestamps, and
+        the values that did not fit their field's type counted now that they are loaded."""
         if "modified" in record:
             record["modified"] = self._timestamp(record["modified"])
+        unfit = record.pop(UNFIT, None)
+        if unfit is not None:
+            for name, value in unfit:
+                self.reader.count(name, value)
         return record
 
     # -- the quick path: a struct per row -------------------------------------------------
@@ -142,33 +150,44 @@ class ProfileRecords:
         return {"data": [self._built(row) for row in dict_rows(payload)]}
 
     def _built(self, row: dict[str, Any]) -> dict[str, Any]:
-        """One record from the API's row, each value decided by `FieldReader.read`."""
+        """One record from the API's row, each value decided by `FieldReader.decide`."""
+        given_id = row.get("ID")
         record = self._shape.apply(row, self._tz, utc=self._utc)
-        if self._layout.fields is not None:
-            self._columns_of(record)
+        if record.get("ID") is None and isinstance(given_id, str):
+            # Text that is no ID: left as sent, so the cursor refuses the page as it did.
+            record["ID"] = given_id
+        unfit = self._columns_of(record) if self._layout.fields is not None else []
         declared = self._layout.declared
-        if declared.issuperset(record):
-            return record
-        return {k: v for k, v in record.items() if k in declared}
+        if not declared.issuperset(record):
+            record = {k: v for k, v in record.items() if k in declared}
+        if unfit:  # counted when the record is emitted (`finish`), not for rows left out
+            record[UNFIT] = unfit
+        return record
 
-    def _columns_of(self, record: dict[str, Any]) -> None:
-        """A typed table's columns in place of the record's `fields`."""
+    def _columns_of(self, record: dict[str, Any]) -> list[tuple[str, Any]]:
+        """A typed table's columns in place of the record's `fields`; the values that did
+        not fit their field's type."""
         values = record.pop("fields", None) or {}
         if not isinstance(values, dict):
             values = {}
         for name, column in self._text_columns:
             value = values.get(name)
             record[column] = value if value is None or value.__class__ is str else str(value)
-        read = self.reader.read
+        decide = self.reader.decide
+        unfit: list[tuple[str, Any]] = []
         for name, column, known in self._typed_columns:
             value = values.get(name)
             if value is None or value == "":  # no value, for every type
                 record[column] = None
                 continue
-            typed = known.get(value, _UNKNOWN) if known is not None else _UNKNOWN
+            remembered = known is not None and value.__class__ is str
+            typed = known.get(value, _UNKNOWN) if remembered else _UNKNOWN  # type: ignore[union-attr]
             if typed is _UNKNOWN:
-                typed = read(name, value)
+                typed, fits = decide(name, value)
+                if not fits:
+                    unfit.append((name, value))
             record[column] = typed
+        return unfit
 
 
 def _record_builder(

@@ -58,8 +58,6 @@ if TYPE_CHECKING:
 _Part = tuple[int, int | None, list[dict], int]
 #: Pages one range request reads at most; a denser range is read on when its turn comes.
 RANGE_PAGES = 2
-#: Threads reading ranges beyond the requests in flight (`_read_ranges`).
-DECODING_THREADS = 2
 #: The widest range of a filtered scan, in pages of IDs (its rows may be sparse).
 FILTERED_SPAN_PAGES = 200
 
@@ -375,8 +373,9 @@ class ProfileStream(SchemaShapedStream):
         nearby API), there is little waiting to hide: pages are read one after another,
         and more threads would only fight over the interpreter to decode pages nobody is
         ready for (slower, measured). Under real latency, every allowed request is kept in
-        flight; so too when the highest ID and first ranges were read ahead (`ahead`):
-        reading them costs nothing more, leaving them would waste them.
+        flight; so too when the highest ID and first ranges were read ahead (`ahead`, or
+        `_read_on_ahead` as soon as a full first page came in under latency): reading
+        them costs nothing more, leaving them would waste them.
         """
         most = self.settings.max_parallel_requests
         workers = most if ranges_ahead or wait_s >= page_s else 1
@@ -433,10 +432,7 @@ class ProfileStream(SchemaShapedStream):
         side, in order; returns the last page read."""
         planner = self._planner(first, top, self._cursor)
         page = first
-        # More threads than requests in flight (the slots bound those): a thread decoding
-        # the page it read has given back its slot, and another thread's request takes it.
-        threads = workers + DECODING_THREADS
-        for low, high, rows, complete_to in in_order(self._range_calls(context, planner), threads):
+        for low, high, rows, complete_to in in_order(self._range_calls(context, planner), workers):
             if high is None:  # the open-ended last range
                 page = rows
                 yield from self._emit_scanned(rows, None)
