@@ -1,58 +1,25 @@
-"""Response bodies read in one read.
+"""Response bodies read in large chunks.
 
-requests reads a body in 10 KiB chunks, each through urllib3's decoder and a generator: for
-a page of 1,000 profiles (about half a megabyte) some fifty reads, and with several requests
-in flight each of them waits for the interpreter lock again. Read whole, a body costs a few
-socket reads. Measured under 100 ms latency (`bench/`): 3-4 % faster with 4 requests in
-flight, up to a tenth with 8 for a typed stream. Failures map to the same requests
-exceptions as requests' own reading (`Response.iter_content`), so they are retried alike.
+requests reads a body (`Response.content`) in chunks of `requests.models.CONTENT_CHUNK_SIZE`,
+10 KiB, each through urllib3's decoder and a generator: for a page of 1,000 profiles (about
+half a megabyte) some fifty reads, and with several requests in flight each of them waits
+for the interpreter lock again. In chunks of 1 MiB a page is one or two reads. Measured under
+100 ms latency (`bench/`): 3-4 % faster with 4 requests in flight, up to a tenth with 8 for a
+typed stream. Everything else stays requests' own: when the body is read (after the headers,
+so `Response.elapsed` still times the answer), redirects, and the errors a broken body raises
+(a body cut short is a `ChunkedEncodingError`, retried); a chunk bounds what one read asks
+for, also when a server announces a false, huge `Content-Length`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import requests.models
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError
-
-
-class WholeBodyAdapter(HTTPAdapter):
-    """requests' adapter, reading each body in one read (unless the caller streams it)."""
-
-    def send(  # type: ignore[override]  # requests' signature, its defaults kept
-        self, request: requests.PreparedRequest, stream: bool = False, **kwargs: Any
-    ) -> requests.Response:
-        """Send `request`; without `stream`, the body is read before this returns, as
-        requests reads it then."""
-        response = super().send(request, stream=True, **kwargs)
-        if not stream:
-            read_whole_body(response)
-        return response
+#: The chunk size the tap reads bodies in.
+LARGE_CHUNK = 1 << 20
 
 
-def read_whole_body(response: requests.Response) -> None:
-    """Read the body of a response sent with `stream=True` into `response.content`."""
-    try:
-        content = response.raw.read(decode_content=True)
-    except ProtocolError as exc:  # also a body cut short (urllib3 checks Content-Length)
-        raise requests.exceptions.ChunkedEncodingError(exc) from exc
-    except DecodeError as exc:
-        raise requests.exceptions.ContentDecodingError(exc) from exc
-    except ReadTimeoutError as exc:
-        raise requests.exceptions.ConnectionError(exc) from exc
-    except SSLError as exc:
-        raise requests.exceptions.SSLError(exc) from exc
-    # What requests sets once it has read a body (`Response.content`).
-    response._content = content or b""
-    response._content_consumed = True  # type: ignore[attr-defined]
-    response.raw.release_conn()
-
-
-def read_bodies_whole(session: requests.Session) -> requests.Session:
-    """`session`, its http and https connections reading bodies whole (mounted once: a
-    new adapter would start new connection pools)."""
-    for prefix in ("https://", "http://"):
-        if not isinstance(session.adapters.get(prefix), WholeBodyAdapter):
-            session.mount(prefix, WholeBodyAdapter())
-    return session
+def read_bodies_in_large_chunks() -> None:
+    """Have requests read response bodies in `LARGE_CHUNK` chunks, in this process (the
+    tap's: its pages are large; never smaller than requests' own size)."""
+    requests.models.CONTENT_CHUNK_SIZE = max(requests.models.CONTENT_CHUNK_SIZE, LARGE_CHUNK)

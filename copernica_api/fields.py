@@ -246,7 +246,7 @@ class FieldReader:
 
     def report(self, logger: logging.Logger, stream: str) -> None:
         """One warning per field whose values could not all be read."""
-        with self._counting:  # a snapshot: pages may still be decoded on other threads
+        with self._counting:  # a snapshot, taken as the counts are kept: under the lock
             counts, examples = sorted(self.unreadable.items()), dict(self.examples)
         for name, count in counts:
             logger.warning(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 from singer_sdk.streams.rest import PageContext
 
-from copernica_api.bodies import read_bodies_whole
+from copernica_api.bodies import read_bodies_in_large_chunks
 from copernica_api.errors import CopernicaAPIError, JWTRejectedError
 from copernica_api.http import (
     RETRIABLE,
@@ -99,6 +99,7 @@ class CopernicaStream(CompatRESTStream):
             services.settings.max_parallel_requests,
             budgeted=services.settings.max_requests is not None,
         )
+        read_bodies_in_large_chunks()
         super().__init__(tap, **kwargs)
 
     @property
@@ -118,9 +119,8 @@ class CopernicaStream(CompatRESTStream):
 
     @property
     def requests_session(self) -> requests.Session:
-        """The SDK's session, trusting the CA bundle the environment names (`copernica_api.tls`)
-        and reading response bodies whole (`copernica_api.bodies`)."""
-        return read_bodies_whole(trust_environment(super().requests_session))
+        """The SDK's session, trusting the CA bundle the environment names (`copernica_api.tls`)."""
+        return trust_environment(super().requests_session)
 
     @property
     def http_headers(self) -> dict[str, str]:

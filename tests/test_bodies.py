@@ -1,16 +1,19 @@
-"""Response bodies read in one read (`copernica_api.bodies`): the same bytes and the same
-errors as requests' own reading, over real HTTP."""
+"""Response bodies read in large chunks (`copernica_api.bodies`): the same bytes, the same
+timing of `Response.elapsed` and the same errors as requests' own reading, over real HTTP."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 import requests
+import urllib3.response
 
-from copernica_api.bodies import WholeBodyAdapter, read_bodies_whole
+from copernica_api.bodies import LARGE_CHUNK, read_bodies_in_large_chunks
 from copernica_emulator import Emulator
 
 
@@ -20,34 +23,50 @@ def jwt_for(emu: Emulator) -> str:
     return answer.text.strip()
 
 
-def test_a_body_read_whole_is_the_body_requests_reads() -> None:
-    with Emulator(seed=5, profiles_per_database=300) as emu:
+@pytest.fixture
+def large_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The setting for this test only (the tap sets it for its whole process)."""
+    monkeypatch.setattr(requests.models, "CONTENT_CHUNK_SIZE", requests.models.CONTENT_CHUNK_SIZE)
+    read_bodies_in_large_chunks()
+
+
+def test_a_page_is_read_in_one_or_two_reads_and_is_the_same_body(
+    large_chunks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[Any] = []
+    read = urllib3.response.HTTPResponse.read
+
+    def counted(self: urllib3.response.HTTPResponse, *args: Any, **kwargs: Any) -> bytes:
+        reads.append(args[:1] or kwargs.get("amt"))
+        return read(self, *args, **kwargs)
+
+    with Emulator(seed=5, profiles_per_database=1000) as emu:
         headers = {"Authorization": f"Bearer {jwt_for(emu)}"}
         url = f"{emu.api_url}/database/1/profiles"
-        params = {"limit": 300}
-        with requests.Session() as plain, read_bodies_whole(requests.Session()) as whole:
-            assert isinstance(whole.adapters["https://"], WholeBodyAdapter)
-            expected = plain.get(url, params=params, headers=headers, timeout=10)
-            got = whole.get(url, params=params, headers=headers, timeout=10)
-            assert len(got.json()["data"]) == 300
-            assert got.content == expected.content
-            # A caller that streams still reads the body itself.
-            streamed = whole.get(url, params=params, headers=headers, timeout=10, stream=True)
-            assert streamed.raw.read(decode_content=True) == expected.content
-            # Mounted once: a second call keeps the adapters (and their connection pools).
-            adapter = whole.adapters["http://"]
-            assert read_bodies_whole(whole).adapters["http://"] is adapter
+        params = {"limit": 1000}
+        with requests.Session() as session:
+            monkeypatch.setattr(urllib3.response.HTTPResponse, "read", counted)
+            got = session.get(url, params=params, headers=headers, timeout=10)
+            monkeypatch.setattr(urllib3.response.HTTPResponse, "read", read)
+            monkeypatch.setattr(requests.models, "CONTENT_CHUNK_SIZE", 10 * 1024)
+            expected = session.get(url, params=params, headers=headers, timeout=10)
+    assert len(got.content) > 4 * LARGE_CHUNK // 10  # a page of 1,000 profiles
+    assert got.content == expected.content
+    assert len(got.json()["data"]) == 1000
+    assert 1 <= len(reads) <= 3  # the data, and the read that finds the end
 
 
-class _CutShort(BaseHTTPRequestHandler):
-    """Promises 1,000 bytes, sends 10, and closes the connection."""
+class _Slow(BaseHTTPRequestHandler):
+    """Answers at once, then sends the body 0.3 s later (`/cut` sends 10 of 1,000 bytes)."""
 
     def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "1000")
+        self.send_header("Content-Length", "1000" if self.path == "/cut" else "2")
         self.end_headers()
-        self.wfile.write(b'{"data": [')
+        self.wfile.flush()
+        time.sleep(0.3)
+        self.wfile.write(b'{"data": [' if self.path == "/cut" else b"{}")
         self.wfile.flush()
         self.close_connection = True
 
@@ -56,22 +75,27 @@ class _CutShort(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def cut_short_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _CutShort)
+def slow_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
 
 
+def test_elapsed_still_times_the_answer_not_the_body(large_chunks: None, slow_server: str) -> None:
+    """The tap measures the API's latency by `Response.elapsed` (until the headers): a body
+    that takes long to arrive does not count as a slow answer."""
+    response = requests.get(f"{slow_server}/", timeout=10)
+    assert response.json() == {}
+    assert response.elapsed.total_seconds() < 0.25
+
+
 def test_a_body_cut_short_raises_what_requests_raises_so_it_is_retried(
-    cut_short_url: str,
+    large_chunks: None, slow_server: str
 ) -> None:
-    with requests.Session() as plain, pytest.raises(requests.exceptions.ChunkedEncodingError):
-        plain.get(cut_short_url, timeout=10)
-    whole = read_bodies_whole(requests.Session())
-    with whole, pytest.raises(requests.exceptions.ChunkedEncodingError):
-        whole.get(cut_short_url, timeout=10)
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        requests.get(f"{slow_server}/cut", timeout=10)

@@ -9,11 +9,15 @@ from typing import Any
 
 import pytest
 
+from copernica_api.errors import CopernicaPagingError
 from copernica_api.timeutil import zone
+from copernica_emulator import Emulator
 from tap_copernica.schemas_dir import schema_dir
 from tap_copernica.streams import profile_records
 from tap_copernica.streams.profile_records import ProfileRecords, RecordLayout
-from tap_copernica.streams.profiles import STREAM_SPECS, ProfileSpec
+from tap_copernica.streams.profiles import STREAM_SPECS, ProfileSpec, ProfileStream
+from tap_copernica.tap import TapCopernica
+from tests.conftest import config_for
 
 SPECS = {s.name: s for s in STREAM_SPECS if isinstance(s, ProfileSpec)}
 TZ = zone("Europe/Amsterdam")
@@ -132,3 +136,17 @@ def test_a_bare_array_of_rows_is_read_as_the_paging_wrapper_is() -> None:
     assert [records.finish(r) for r in records.decode(bare)["data"]] == [
         shaped("profiles", profile("7"))
     ]
+
+
+def test_a_row_whose_id_is_no_number_is_refused_whatever_path_emits_it() -> None:
+    """A target keys on `ID`: a row without a numeric one stops the stream with the paging
+    error (not a record with a null or text key), also where the cursor never reads it."""
+    with Emulator(seed=1, profiles_per_database=5) as emu:
+        stream = TapCopernica(config=config_for(emu)).streams["profiles"]
+        assert isinstance(stream, ProfileStream)
+        for odd in ("abc", "", "12.0", True):
+            (record,) = stream.records.decode(page([profile(odd)]))["data"]
+            with pytest.raises(CopernicaPagingError, match="not a number"):
+                stream.post_process(record)
+        (record,) = stream.records.decode(page([profile("12")]))["data"]
+        assert (stream.post_process(record) or {})["ID"] == 12

@@ -20,6 +20,7 @@ from tap_copernica.streams.profile_records import ProfileRecords, RecordLayout
 from tap_copernica.streams.typed import TypedTable, column_names, unique_names
 from tap_copernica.tap import TapCopernica
 from tests.singer import catalog_selecting, sync
+from tests.test_profile_records import profile
 from tests.warehouse import fresh_schema, query, tap_to_postgres
 
 EXPECTED_TYPES = {
@@ -248,16 +249,7 @@ def _row(profile_id: int, **values: Any) -> dict[str, Any]:
         "modified": "own value",
     }
     fields.update(values)
-    return {
-        "ID": str(profile_id),
-        "fields": fields,
-        "interests": ["news"],
-        "database": "1",
-        "secret": "s3cret",
-        "created": "2024-10-27 02:30:00",  # the hour that repeats
-        "modified": "2025-01-02 03:04:05",
-        "removed": False,
-    }
+    return profile(str(profile_id), fields=fields)  # the API's row, as the generic tests have it
 
 
 def _page(rows: list[dict[str, Any]]) -> bytes:
@@ -390,7 +382,9 @@ def test_random_rows_read_the_same_whichever_path_reads_them() -> None:
         quick = [records.finish(r) for r in records.decode(_page(rows))["data"]]
         quick_counts = dict(records.reader.unreadable)
         slow, _ = _records(utc=utc)
-        general = [slow.finish(r) for r in slow.decode(_page([*rows, _row(0, ID=True)]))["data"]]
+        general = [
+            slow.finish(r) for r in slow.decode(_page([*rows, {**_row(0), "ID": True}]))["data"]
+        ]
         assert quick == general[:-1]
         assert quick_counts == dict(slow.reader.unreadable)
         assert quick_counts  # the rows did hold values that do not fit

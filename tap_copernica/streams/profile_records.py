@@ -10,7 +10,8 @@ typed value).
 A page the structs do not fit (a row without one of the usual keys, an ID that is not a
 string or a number, a typed table's value that is not a string, `fields` sent as a list) is
 decoded as plain JSON and built row by row, as is a page holding a value its field's type
-cannot read: that path decides such values and counts them (`FieldReader.read`). Both paths
+cannot read: that path decides such values (`FieldReader.decide`), and `finish` counts them
+as their record is emitted. Both paths
 give the same records.
 
 Records leave here with `modified` as the API sent it, since the stream's cursor and bookmark
@@ -39,7 +40,7 @@ _UNKNOWN = object()
 #: Where a record built row by row carries the values that did not fit their field's type
 #: until `finish` counts them (a key no column can have: the builder drops it first).
 UNFIT = "\x00unfit"
-#: What a typed value's reading raises when `FieldReader.read` must decide (and count).
+#: What a typed value's reading raises when `FieldReader.decide` must decide.
 _UNREAD = (ValueError, TypeError, OverflowError)
 Read = Callable[[str], Any]
 
@@ -100,7 +101,7 @@ class ProfileRecords:
         if page is not None:
             try:
                 return {"data": [self._record(row) for row in page.data]}
-            except _UNREAD:  # a value only `FieldReader.read` can decide: the page goes there
+            except _UNREAD:  # a value only `FieldReader.decide` can decide: the page goes there
                 pass
         return self._row_by_row(plain_json(content))
 
@@ -128,7 +129,7 @@ class ProfileRecords:
 
     def _fast_read(self, name: str, kind: str) -> Read:
         """The reading of a non-empty value of field `name`: the typed value, or an error
-        where `FieldReader.read` must decide. Dates are read once per distinct value."""
+        where `FieldReader.decide` must decide. Dates are read once per distinct value."""
         read = self.reader.strict(name)
         known = self._known[name]
         if known is None:

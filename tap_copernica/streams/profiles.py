@@ -519,8 +519,12 @@ class ProfileStream(SchemaShapedStream):
         """The record its page was decoded into (`ProfileRecords`), with `modified` written
         like the other timestamps now that the bookmark has read it.
 
-        Runs for every profile, so it is flat: progress is counted per page instead.
+        Runs for every profile, so it is flat: progress is counted per page instead. A row
+        whose ID is no number is refused, on every path (a target keys on it).
         """
+        if row.get("ID").__class__ is not int:
+            msg = f"the API sent a row whose ID is {row.get('ID')!r}, not a number"
+            raise CopernicaPagingError(self.name, msg)
         return self._finish(row)
 
     def record_layout(self) -> RecordLayout:
