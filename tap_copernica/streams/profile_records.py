@@ -38,7 +38,7 @@ TEXT = field_type("text")
 MAX_KNOWN_VALUES = 4096
 _UNKNOWN = object()
 #: Where a record built row by row carries the values that did not fit their field's type
-#: until `finish` counts them (a key no column can have: the builder drops it first).
+#: until `finish` counts them and takes the key off, before the record is emitted.
 UNFIT = "\x00unfit"
 #: What a typed value's reading raises when `FieldReader.decide` must decide.
 _UNREAD = (ValueError, TypeError, OverflowError)

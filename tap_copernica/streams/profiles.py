@@ -402,7 +402,8 @@ class ProfileStream(SchemaShapedStream):
         filters = start["fields[]"]
         first, server_now, waited = self._timed_rows(context, start)
         check_ascending(first, after, None)
-        if len(first) >= size and waited >= readahead.FOLLOW_UP_WAIT_S:  # unless read ahead
+        # Under latency (a no-op where the first page was read ahead: asked already).
+        if len(first) >= size and waited >= readahead.FOLLOW_UP_WAIT_S:
             self._read_on_ahead(context, first, filters, self._cursor)
         self._bookmark.page_served(server_now)
         fetched = time.perf_counter()
