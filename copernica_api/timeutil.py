@@ -11,7 +11,7 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
-from functools import lru_cache, partial
+from functools import cache, lru_cache, partial
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -43,61 +43,53 @@ _API_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?")
 
 
 def api_to_iso(value: str | None, tz: ZoneInfo) -> str | None:
-    """API timestamp string to ISO 8601 with offset; None/zero/unparseable to None.
+    """API timestamp string to ISO 8601 with offset; None/zero/unparseable to None
+    (`iso_converter(tz)`, which loops over many values call directly)."""
+    return iso_converter(tz)(value)
+
+
+@cache
+def iso_converter(tz: ZoneInfo, *, utc: bool = False) -> Callable[[Any], str | None]:
+    """`api_to_iso` (with `utc`, `api_to_utc`) for one zone, as a single call.
 
     The hot path of every profile: the offset is looked up once per local day, and per
     local hour on the days the clocks change (the autumn hour that repeats taken as its
     first occurrence, as `zoneinfo` does); the rest is string surgery on the API's layout.
     """
-    if not isinstance(value, str):
-        return None
-    if (
-        len(value) == 19
-        and value[10] == " "
-        and value[11:13] in _HOURS
-        and value[13] == ":"
-        and value[14:] in _CLOCK
-    ):
-        day = value[:10]
-        offsets = _OFFSETS.get(tz) or _OFFSETS.setdefault(tz, {})
-        offset = offsets.get(day)
-        if offset is None:
-            offset = _remember(offsets, day, _day_offset(day, tz))
-        if not offset:  # the clocks change that day (or the date is not one): by the hour
-            hour = value[:13]
-            offset = offsets.get(hour)
-            if offset is None:
-                offset = _remember(offsets, hour, _hour_offset(hour, tz) or "")
-        return f"{day}T{value[11:]}{offset}" if offset else None
-    try:
-        parsed = api_to_datetime(value, tz)
-    except ValueError:
-        return None
-    return parsed.isoformat() if parsed else None
-
-
-def iso_converter(tz: ZoneInfo, *, utc: bool = False) -> Callable[[Any], str | None]:
-    """`api_to_iso` (with `utc`, `api_to_utc`) for one zone, as a single call: the form for
-    loops over many values (the typed profile streams). The usual timestamp of a day seen
-    before costs its checks and one lookup; anything else goes to `api_to_iso`."""
     if utc:
         return partial(api_to_utc, tz=tz)
-    offsets = _OFFSETS.get(tz) or _OFFSETS.setdefault(tz, {})
+    # Each local day's offset ('' when it changes that day, or for no valid date), and each
+    # hour's for the days the clocks change: a timestamp of a day seen before costs a dict
+    # lookup; a new day one offset computation (timestamps that spread over years hit few
+    # hours twice). One converter, so one table, per zone (cached).
+    offsets: dict[str, str] = {}
     hours, clock = _HOURS, _CLOCK
 
     def convert(value: Any) -> str | None:
+        if not isinstance(value, str):
+            return None
         if (
-            value.__class__ is str
-            and len(value) == 19
+            len(value) == 19
             and value[10] == " "
             and value[13] == ":"
             and value[14:] in clock
             and value[11:13] in hours
         ):
-            offset = offsets.get(value[:10])
-            if offset:
-                return f"{value[:10]}T{value[11:]}{offset}"
-        return api_to_iso(value, tz)
+            day = value[:10]
+            offset = offsets.get(day)
+            if offset is None:
+                offset = _remember(offsets, day, _day_offset(day, tz))
+            if not offset:  # the clocks change that day (or the date is not one): by the hour
+                hour = value[:13]
+                offset = offsets.get(hour)
+                if offset is None:
+                    offset = _remember(offsets, hour, _hour_offset(hour, tz) or "")
+            return f"{day}T{value[11:]}{offset}" if offset else None
+        try:
+            parsed = api_to_datetime(value, tz)
+        except ValueError:
+            return None
+        return parsed.isoformat() if parsed else None
 
     return convert
 
@@ -105,11 +97,6 @@ def iso_converter(tz: ZoneInfo, *, utc: bool = False) -> Callable[[Any], str | N
 #: Valid hours and `mm:ss`: set lookups check a timestamp's clock.
 _HOURS = frozenset(f"{h:02d}" for h in range(24))
 _CLOCK = frozenset(f"{m:02d}:{s:02d}" for m in range(60) for s in range(60))
-#: Per zone: each local day's offset ('' when it changes that day, or for no valid date),
-#: and each hour's for the days the clocks change. A timestamp of a day seen before costs
-#: a dict lookup; a new day one offset computation (not one per hour: timestamps that
-#: spread over years hit few hours twice).
-_OFFSETS: dict[ZoneInfo, dict[str, str]] = {}
 _MAX_ENTRIES = 65536
 
 
