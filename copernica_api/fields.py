@@ -18,8 +18,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from copernica_api.timeutil import (
-    API_FORMAT,
     ZERO_TIMESTAMPS,
+    api_text,
     api_to_iso,
     api_to_utc,
     iso_converter,
@@ -140,7 +140,7 @@ def _write_datetime(value: Any, tz: ZoneInfo) -> str:
     instant = value if isinstance(value, dt.datetime) else parse_instant(str(value), tz)
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=tz)
-    return instant.astimezone(tz).strftime(API_FORMAT)
+    return api_text(instant.astimezone(tz))
 
 
 @dataclass(frozen=True)

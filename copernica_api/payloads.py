@@ -67,10 +67,13 @@ def dict_rows(payload: Any) -> list[dict[str, Any]]:
 
 
 def to_int(value: Any) -> int | None:
-    """An ID or count as the API sends it (string, number, '' or null) as an integer."""
+    """An ID or count as the API sends it (string, number, '' or null) as an integer; None
+    for anything else, a fraction included (12.5 is no ID: `int` would make it 12)."""
     if isinstance(value, bool) or value in (None, ""):
+        return None
+    if isinstance(value, float) and not value.is_integer():
         return None
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: inf
         return None

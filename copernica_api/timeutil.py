@@ -15,7 +15,6 @@ from functools import cache, lru_cache, partial
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-API_FORMAT = "%Y-%m-%d %H:%M:%S"
 ZERO_TIMESTAMPS = frozenset({"", "0000-00-00", "0000-00-00 00:00:00"})
 
 
@@ -144,12 +143,21 @@ def api_to_utc(value: str | None, tz: ZoneInfo) -> str | None:
             return None
     try:
         parsed = api_to_datetime(value, tz)
-    except ValueError:
+        return None if parsed is None else _utc_text(parsed)
+    except (ValueError, OverflowError):  # OverflowError: outside years 1-9999 in UTC
         return None
-    return None if parsed is None else parsed.astimezone(dt.timezone.utc).strftime(_UTC_FORMAT)
 
 
-_UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+def _utc_text(instant: dt.datetime) -> str:
+    """'YYYY-MM-DDThh:mm:ssZ', the year always four digits (`strftime("%Y")` on glibc writes
+    year 1 as '1'); raises OverflowError when the instant falls outside years 1-9999 in UTC."""
+    return instant.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat() + "Z"
+
+
+def api_text(local: dt.datetime) -> str:
+    """A wall time as the API writes it, 'YYYY-MM-DD hh:mm:ss' (the year always four digits,
+    which `strftime("%Y")` does not promise for years before 1000)."""
+    return local.replace(tzinfo=None, microsecond=0).isoformat(sep=" ")
 
 
 @lru_cache(maxsize=65536)
@@ -158,14 +166,14 @@ def _utc_hour(hour: str, tz: ZoneInfo) -> str | None:
     not whole hours then (minutes shift too); None for a zero or invalid hour."""
     try:
         parsed = api_to_datetime(f"{hour}:00:00", tz)
-    except ValueError:
+        if parsed is None:
+            return None
+        offset = parsed.utcoffset()
+        if offset is None or offset % dt.timedelta(hours=1):
+            return ""
+        return _utc_text(parsed)[:13]
+    except (ValueError, OverflowError):  # OverflowError: before year 1 or after 9999 in UTC
         return None
-    if parsed is None:
-        return None
-    offset = parsed.utcoffset()
-    if offset is None or offset % dt.timedelta(hours=1):
-        return ""
-    return parsed.astimezone(dt.timezone.utc).strftime(_UTC_FORMAT)[:13]
 
 
 def parse_instant(value: str, tz: ZoneInfo) -> dt.datetime:
@@ -176,8 +184,16 @@ def parse_instant(value: str, tz: ZoneInfo) -> dt.datetime:
 
 
 def to_api(instant: dt.datetime, tz: ZoneInfo) -> str:
-    """An instant as the API's local string (the form its `fields` filters compare)."""
-    return instant.astimezone(tz).strftime(API_FORMAT)
+    """An instant as the API's local string (the form its `fields` filters compare); an
+    instant whose local time falls outside years 1-9999 (a `start_date` of 0001-01-01 west
+    of Greenwich) is the first or last string there is, which filters the same."""
+    try:
+        return api_text(instant.astimezone(tz))
+    except OverflowError:
+        return _FIRST_API_TEXT if instant.year < 5000 else _LAST_API_TEXT
+
+
+_FIRST_API_TEXT, _LAST_API_TEXT = "0001-01-01 00:00:00", "9999-12-31 23:59:59"
 
 
 def filter_floor(instant: dt.datetime, tz: ZoneInfo) -> tuple[str, bool]:
@@ -189,9 +205,12 @@ def filter_floor(instant: dt.datetime, tz: ZoneInfo) -> tuple[str, bool]:
     string and whether it was moved back (then boundary ids must not be used to skip rows).
     """
     hour = dt.timedelta(hours=1)
-    earlier = instant - hour
-    if earlier.astimezone(tz).utcoffset() != instant.astimezone(tz).utcoffset():
-        return to_api(instant - 2 * hour, tz), True
+    try:
+        earlier = instant - hour
+        if earlier.astimezone(tz).utcoffset() != instant.astimezone(tz).utcoffset():
+            return to_api(instant - 2 * hour, tz), True
+    except OverflowError:  # hours from year 1 (a `start_date` of 0001-01-01): no clock change
+        pass
     return to_api(instant, tz), False
 
 

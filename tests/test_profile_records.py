@@ -144,7 +144,7 @@ def test_a_row_whose_id_is_no_number_is_refused_whatever_path_emits_it() -> None
     with Emulator(seed=1, profiles_per_database=5) as emu:
         stream = TapCopernica(config=config_for(emu)).streams["profiles"]
         assert isinstance(stream, ProfileStream)
-        for odd in ("abc", "", "12.0", True):
+        for odd in ("abc", "", "12.0", True, 12.5):  # 12.5: a JSON number, not cut to 12
             (record,) = stream.records.decode(page([profile(odd)]))["data"]
             with pytest.raises(CopernicaPagingError, match="not a number"):
                 stream.post_process(record)

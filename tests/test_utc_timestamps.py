@@ -8,9 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from copernica_api.fields import FieldReader
-from copernica_api.timeutil import api_to_iso, api_to_utc
+from copernica_api.fields import FieldReader, field_type
+from copernica_api.timeutil import api_to_iso, api_to_utc, to_api
 from copernica_emulator import Emulator
+from tests.conftest import config_for
 from tests.singer import SyncResult, sync
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
@@ -52,6 +53,31 @@ def test_utc_conversion_of_the_dst_edges_and_of_what_is_no_time() -> None:
     for nothing in (None, "", "0000-00-00", "0000-00-00 00:00:00", "yesterday", "2024-13-01"):
         assert api_to_utc(nothing, AMSTERDAM) is None, nothing
     assert api_to_utc("2024-01-01 10:61:00", AMSTERDAM) is None
+
+
+def test_the_calendar_edges_give_four_digit_years_or_nothing_never_a_crash() -> None:
+    """Year 1 and year 9999 lie outside UTC's years on one side of the clock. They read as
+    no time (a typed value counted as unfit), and years before 1000 keep four digits in
+    both forms (glibc's `strftime("%Y")` writes year 1 as '1')."""
+    new_york = ZoneInfo("America/New_York")
+    assert api_to_utc("0001-01-01 00:00:00", AMSTERDAM) is None  # 0000-12-31 in UTC
+    assert api_to_utc("0001-01-01", AMSTERDAM) is None
+    assert api_to_utc("9999-12-31 23:59:59", new_york) is None  # 10000-01-01 in UTC
+    assert api_to_utc("0001-01-01 00:00:00", new_york) == "0001-01-01T04:56:02Z"
+    assert api_to_utc("0999-06-01 12:00:00", AMSTERDAM) == "0999-06-01T11:40:28Z"
+    assert api_to_utc("9999-12-31 23:59:59", AMSTERDAM) == "9999-12-31T22:59:59Z"
+    assert api_to_iso("0001-01-01 00:00:00", new_york) == "0001-01-01T00:00:00-04:56:02"
+    reader = FieldReader({"at": "datetime"}, AMSTERDAM, utc=True)
+    assert reader.read("at", "0001-01-01 00:00:00") is None
+    assert reader.unreadable["at"] == 1
+
+
+def test_filters_and_writes_keep_four_digit_years() -> None:
+    """The API's filter strings and written values: 'YYYY-MM-DD hh:mm:ss' for any year."""
+    early = dt.datetime(999, 6, 1, 12, 0, 0, 250_000, tzinfo=dt.timezone.utc)
+    assert to_api(early, AMSTERDAM) == "0999-06-01 12:19:32"
+    assert field_type("datetime").write(early, AMSTERDAM) == "0999-06-01 12:19:32"
+    assert to_api(instant("2024-07-15T08:00:00Z"), AMSTERDAM) == SUMMER[0]
 
 
 def test_typed_field_reader_converts_date_times_only() -> None:
@@ -159,3 +185,20 @@ def test_state_resumes_whichever_way_the_setting_is_and_when_it_switches(
     assert "ms_clicks" not in second.records  # nothing new since the first run's windows
     modified = second.records["profiles_customers"][0]["modified"]
     assert modified.endswith("Z") == second_utc
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Europe/Amsterdam"])
+def test_a_start_date_of_year_one_reads_everything_like_any_early_date(
+    emulator: Emulator, zone: str
+) -> None:
+    """`start_date: 0001-01-01` is a common way to say "everything"; it used to end the run
+    with an OverflowError (an hour before year 1 while choosing the filter's floor)."""
+    streams = ["profiles", "subprofiles_customers_orders", "ms_clicks", "consumption"]
+    early = sync(config_for(emulator, start_date="2000-01-01", timezone=zone), streams=streams)
+    first = sync(
+        config_for(emulator, start_date="0001-01-01T00:00:00Z", timezone=zone), streams=streams
+    )
+    assert first.exit_code == early.exit_code == 0, first.stderr
+    for stream in streams:
+        assert first.records.get(stream) == early.records.get(stream), stream
+    assert first.records["profiles"], "the emulator's profiles"
