@@ -19,4 +19,7 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy copernica_api copernica_emulator tap_copernica target_copernica tests scripts
-.venv/bin/python -m pytest "$@"
+# Four workers, each taking whole files (module fixtures and in-file order stay as written):
+# most tests wait on HTTP and subprocesses, so this is four times the tests on two cores.
+# A later `-n 0` in the arguments runs in one process (for `-s` or `--pdb`).
+.venv/bin/python -m pytest -n "${PYTEST_WORKERS:-4}" --dist loadfile "$@"
