@@ -177,10 +177,19 @@ def _utc_hour(hour: str, tz: ZoneInfo) -> str | None:
 
 
 def parse_instant(value: str, tz: ZoneInfo) -> dt.datetime:
-    """Parse an ISO 8601 date or date-time from config or state; naive values are in `tz`."""
+    """Parse an ISO 8601 date or date-time from config or state; naive values are in `tz`.
+
+    An instant before the first one UTC can hold (`0001-01-01` east of Greenwich, a common
+    way to say "everything") is raised to it: nothing is older, and the windows and filters
+    built from it do their arithmetic in UTC.
+    """
     text = value.strip().replace("Z", "+00:00")
     parsed = dt.datetime.fromisoformat(text)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+    instant = parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+    return max(instant, _FIRST_INSTANT)  # aware comparison: no overflow
+
+
+_FIRST_INSTANT = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 
 def to_api(instant: dt.datetime, tz: ZoneInfo) -> str:

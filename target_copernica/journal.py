@@ -182,12 +182,21 @@ class InsertJournal:
     def settled(self) -> bool:
         return self._settled
 
-    def already_written(self, fp: str) -> bool:
-        """Whether the interrupted run wrote this record (each entry answers yes once)."""
+    def already_written(self, fp: str, epoch: int) -> bool:
+        """Whether the interrupted run wrote this record (each entry answers yes once).
+
+        A record skipped here may have arrived after a STATE this run has read but not yet
+        emitted (a batch holds what arrived before it drained). A rerun from that STATE
+        sends it again, so the skip becomes a *done* entry of this run with the record's
+        epoch, kept by `state_emitted` like any write after the STATE. It is not appended:
+        until the next rewrite the file still holds the interrupted run's entry for it.
+        """
         with self._lock:
             if self._carried.done[fp] > 0:
                 self._carried.done[fp] -= 1
                 self.skipped += 1
+                self._next_id += 1
+                self._entries[self._next_id] = Entry(fp, epoch, ("", ()), 0, done=True)
                 return True
             return False
 

@@ -416,7 +416,8 @@ class CopernicaSink(CompatBatchSink):
         """Leave out the inserts an interrupted run had already made (a rerun's replay)."""
         fresh: list[Item] = []
         for item in items:
-            if not item.delete and journal.already_written(fingerprint_of(self.stream_name, item)):
+            fp = fingerprint_of(self.stream_name, item)
+            if not item.delete and journal.already_written(fp, item.epoch):
                 self.summary.add("already_written")
             else:
                 fresh.append(item)

@@ -119,9 +119,9 @@ def test_journal_entries_answer_once_each(tmp_path: Path) -> None:
     ids = journal.begin([("fp-a", 0, lookup, 0), ("fp-a", 0, lookup, 1), ("fp-b", 0, lookup, 2)])
     journal.done(ids)
     reopened = InsertJournal(path)  # the process died; a rerun reads the file
-    assert [reopened.already_written("fp-a") for _ in range(3)] == [True, True, False]
-    assert reopened.already_written("fp-b")
-    assert not reopened.already_written("fp-c")
+    assert [reopened.already_written("fp-a", 0) for _ in range(3)] == [True, True, False]
+    assert reopened.already_written("fp-b", 0)
+    assert not reopened.already_written("fp-c", 0)
 
 
 def test_a_cut_off_last_line_is_ignored(tmp_path: Path) -> None:
@@ -130,7 +130,7 @@ def test_a_cut_off_last_line_is_ignored(tmp_path: Path) -> None:
     journal.done(journal.begin([("fp-a", 0, ("database/1/profiles", ()), 0)]))
     with path.open("a") as handle:
         handle.write('{"done": [')  # the kill hit mid-line
-    assert InsertJournal(path).already_written("fp-a")
+    assert InsertJournal(path).already_written("fp-a", 0)
 
 
 def test_an_emitted_state_retires_the_entries_before_it(tmp_path: Path) -> None:
@@ -141,8 +141,26 @@ def test_an_emitted_state_retires_the_entries_before_it(tmp_path: Path) -> None:
     journal.done(journal.begin([("after-state", 1, lookup, 0)]))
     journal.state_emitted(1)
     reopened = InsertJournal(path)
-    assert not reopened.already_written("before-state"), "a rerun starts after that STATE"
-    assert reopened.already_written("after-state")
+    assert not reopened.already_written("before-state", 0), "a rerun starts after that STATE"
+    assert reopened.already_written("after-state", 0)
+
+
+def test_a_skip_after_a_state_not_yet_emitted_survives_that_state(tmp_path: Path) -> None:
+    """A rerun skips what the killed run wrote. A skipped record that arrived after a STATE
+    (a batch holds what came before it drained) is sent again by the next rerun if this one
+    dies after emitting that STATE: it must still be skipped then, not inserted twice."""
+    path = tmp_path / "journal.jsonl"
+    killed = InsertJournal(path)
+    lookup = ("database/1/profiles", ())
+    killed.done(killed.begin([("fp-a", 0, lookup, 0), ("fp-b", 0, lookup, 1)]))
+    rerun = InsertJournal(path)  # replays fp-a, reads a STATE, replays fp-b, one batch
+    assert rerun.already_written("fp-a", 0)
+    assert rerun.already_written("fp-b", 1)
+    rerun.state_emitted(1)  # then killed: the next run replays from that STATE
+    again = InsertJournal(path)
+    assert again.already_written("fp-b", 0), "written once already: not inserted again"
+    assert not again.already_written("fp-a", 0), "before the STATE: not replayed"
+    assert not again.already_written("fp-b", 0)
 
 
 def test_sdk_state_hooks(tmp_path: Path) -> None:

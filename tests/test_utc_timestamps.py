@@ -187,17 +187,31 @@ def test_state_resumes_whichever_way_the_setting_is_and_when_it_switches(
     assert modified.endswith("Z") == second_utc
 
 
-@pytest.mark.parametrize("zone", ["America/New_York", "Europe/Amsterdam"])
+@pytest.mark.parametrize(
+    ("zone", "year_one"),
+    [
+        ("America/New_York", "0001-01-01T00:00:00Z"),
+        ("Europe/Amsterdam", "0001-01-01T00:00:00Z"),
+        ("Europe/Amsterdam", "0001-01-01"),  # the account's zone: year 0 in UTC
+        ("America/New_York", "0001-01-01"),
+    ],
+)
 def test_a_start_date_of_year_one_reads_everything_like_any_early_date(
-    emulator: Emulator, zone: str
+    emulator: Emulator, zone: str, year_one: str
 ) -> None:
     """`start_date: 0001-01-01` is a common way to say "everything"; it used to end the run
-    with an OverflowError (an hour before year 1 while choosing the filter's floor)."""
-    streams = ["profiles", "subprofiles_customers_orders", "ms_clicks", "consumption"]
+    with an OverflowError (an hour before year 1 while choosing the filter's floor, and an
+    emailing list's window start converted to UTC)."""
+    streams = [
+        "profiles",
+        "subprofiles_customers_orders",
+        "ms_emailings",
+        "publisher_emailings",
+        "ms_clicks",
+        "consumption",
+    ]
     early = sync(config_for(emulator, start_date="2000-01-01", timezone=zone), streams=streams)
-    first = sync(
-        config_for(emulator, start_date="0001-01-01T00:00:00Z", timezone=zone), streams=streams
-    )
+    first = sync(config_for(emulator, start_date=year_one, timezone=zone), streams=streams)
     assert first.exit_code == early.exit_code == 0, first.stderr
     for stream in streams:
         assert first.records.get(stream) == early.records.get(stream), stream
