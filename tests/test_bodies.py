@@ -57,7 +57,7 @@ def test_a_page_is_read_in_one_or_two_reads_and_is_the_same_body(
 
 
 class _Slow(BaseHTTPRequestHandler):
-    """Answers at once, then sends the body 0.3 s later (`/cut` sends 10 of 1,000 bytes)."""
+    """Answers at once, then sends the body 1 s later (`/cut` sends 10 of 1,000 bytes)."""
 
     def do_GET(self) -> None:
         self.send_response(200)
@@ -65,7 +65,7 @@ class _Slow(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "1000" if self.path == "/cut" else "2")
         self.end_headers()
         self.wfile.flush()
-        time.sleep(0.3)
+        time.sleep(1.0)  # far above the bound below: a busy machine stalls the client too
         self.wfile.write(b'{"data": [' if self.path == "/cut" else b"{}")
         self.wfile.flush()
         self.close_connection = True
@@ -91,7 +91,7 @@ def test_elapsed_still_times_the_answer_not_the_body(large_chunks: None, slow_se
     that takes long to arrive does not count as a slow answer."""
     response = requests.get(f"{slow_server}/", timeout=10)
     assert response.json() == {}
-    assert response.elapsed.total_seconds() < 0.25
+    assert response.elapsed.total_seconds() < 0.8
 
 
 def test_a_body_cut_short_raises_what_requests_raises_so_it_is_retried(
