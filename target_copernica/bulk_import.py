@@ -54,6 +54,22 @@ class Running:
     noted: list[int]  # its journal entries (append-only)
 
 
+class ImportStillRunning(Exception):  # noqa: N818 (a state of the server, named as such)
+    """An append-only import still running when `import_timeout_seconds` ran out: its
+    unprocessed rows can neither be sent again (the server may still add them) nor be
+    given up, so the run stops and a rerun waits for the import (its journal entries)."""
+
+    def __init__(self, subject: str, timeout: float, journal: str) -> None:
+        super().__init__(
+            f"{subject} was still running after {timeout:.0f} s "
+            f"(`import_timeout_seconds`). An append-only load sends no row twice and gives "
+            f"none up, so the run stops here: rerun it from its last STATE once the import "
+            f"is done (the insert journal {journal} holds the import, so each record is "
+            f"written once), and raise `import_timeout_seconds` if imports of this size "
+            f"take longer."
+        )
+
+
 @dataclass(frozen=True)
 class ImportResult:
     """How an import ended."""
@@ -62,6 +78,7 @@ class ImportResult:
     processed: int
     total: int
     error: str  # "" when it succeeded
+    timed_out: bool = False  # still running when the client stopped waiting
 
     @property
     def ok(self) -> bool:
@@ -131,7 +148,8 @@ class BulkImporter:
                 "POST", "imports", body=body, before_retry=self._may_resend
             )
         except RetryStopped as exc:
-            self._settle(noted, 0)
+            # Its journal entries stay pending: the import may have reached Copernica, so a
+            # rerun that sends these records again counts their keys before inserting.
             for item in items:
                 self.job.reject(
                     item,
@@ -158,6 +176,13 @@ class BulkImporter:
                 len(items),
             )
             return []
+        if result.timed_out and self.job.load_method == INSERT:
+            journal = self.job.journal
+            raise ImportStillRunning(
+                f"Stream '{self.job.summary.stream}': import {import_id}",
+                self.timeout_seconds,
+                str(journal.path) if journal is not None else "(none)",
+            )
         reason = result.error or f"it processed {result.processed} of {len(items)} rows"
         # An append-only import added the rows it processed; the others go the API way.
         done = result.processed if self.job.load_method == INSERT else 0
@@ -250,5 +275,6 @@ def wait_for_import(session: CopernicaSession, import_id: str, timeout: float) -
         if total and processed >= total and status not in RUNNING:
             return ImportResult(import_id, processed, total, "")
         if time.monotonic() >= deadline:
-            return ImportResult(import_id, processed, total, f"not finished after {timeout:.0f} s")
+            late = f"not finished after {timeout:.0f} s"
+            return ImportResult(import_id, processed, total, late, timed_out=True)
         wait = min(MAX_POLL_SECONDS, max(FIRST_POLL_SECONDS, wait * 1.5))

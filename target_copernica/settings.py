@@ -215,7 +215,8 @@ SETTINGS = th.PropertiesList(
         th.IntegerType(minimum=1),
         default=3600,
         description="How long to wait for one bulk import before retrying its rows "
-        "through the API path.",
+        "through the API path. An append-only load stops instead (the server may still add "
+        "those rows): its rerun waits for the import and writes each record once.",
     ),
     th.Property(
         "mirror_mode",

@@ -27,7 +27,7 @@ from copernica_api.auth import AuthenticationUnavailableError, CopernicaAuthenti
 from copernica_api.http import CopernicaSession
 from copernica_api.sdk_compat import CompatTarget
 from copernica_api.settings import ClientSettings
-from target_copernica.bulk_import import wait_for_import
+from target_copernica.bulk_import import ImportStillRunning, wait_for_import
 from target_copernica.confirm import StateConfirmer
 from target_copernica.mirror import EXIT_MIRROR_REFUSED, KeyFiles, MirrorBook
 from target_copernica.reader import SingerLineReader
@@ -112,10 +112,20 @@ class TargetCopernica(CompatTarget):
             # Both are asked only when a journal of an interrupted run is settled; the
             # session and the registry are made at their first use, not here.
             count_matches=lambda lookup: self.registry.count_matches(lookup),  # noqa: PLW0108
-            import_processed=lambda import_id: (
-                wait_for_import(self.session, import_id, settings.import_timeout_seconds).processed
-            ),
+            import_processed=self._interrupted_import_processed,
         )
+
+    def _interrupted_import_processed(self, import_id: str) -> int:
+        """The rows an interrupted run's import added, once it has ended; a rerun of an
+        append-only load must not guess while it still runs (`ImportStillRunning`)."""
+        settings = self.settings
+        result = wait_for_import(self.session, import_id, settings.import_timeout_seconds)
+        if result.timed_out:
+            subject = f"The interrupted run's import {import_id}"
+            raise ImportStillRunning(
+                subject, settings.import_timeout_seconds, settings.insert_journal_path
+            )
+        return result.processed
 
     @cached_property
     def mirror(self) -> MirrorBook | None:
@@ -198,7 +208,7 @@ class TargetCopernica(CompatTarget):
             for error in exc.errors or [str(exc)]:
                 cls.logger.error(error)  # noqa: TRY400 (the message is the whole story)
             sys.exit(1)
-        except AuthenticationUnavailableError as exc:
+        except (AuthenticationUnavailableError, ImportStillRunning) as exc:
             cls.logger.error(str(exc))  # noqa: TRY400
             sys.exit(1)
         except (InvalidInputLine, RecordsWithoutSchemaException, ValueError) as exc:

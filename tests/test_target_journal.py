@@ -15,8 +15,18 @@ from typing import Any
 from singer_sdk import Target
 
 from copernica_emulator import Emulator
+from copernica_emulator.imports import registry
+from target_copernica.bulk_import import ImportStillRunning
 from target_copernica.journal import InsertJournal
-from tests.target_helpers import add_warehouse, records, run_target, state, target_config
+from tests.singer import run_cli, script
+from tests.target_helpers import (
+    add_warehouse,
+    records,
+    run_target,
+    singer_lines,
+    state,
+    target_config,
+)
 from tests.test_target import customer_messages, customers
 
 
@@ -186,3 +196,109 @@ def test_state_is_confirmed_as_soon_as_everything_before_it_is_written(tmp_path:
         run = run_target(target_config(emu, tmp_path, batch_size_rows=4), messages)
         assert run.states == [{"n": n} for n in (2, 4, 6, 8, 10)]
         assert written(emu) == expected(rows)
+
+
+def imports_posted(emu: Emulator) -> int:
+    return sum(1 for r in emu.requests if r.method == "POST" and r.path.endswith("/imports"))
+
+
+def test_an_append_only_import_still_running_at_the_timeout_stops_the_run_cleanly(
+    tmp_path: Path,
+) -> None:
+    """Upserts fall back to the API path when an import outlasts `import_timeout_seconds`;
+    an append-only load must not (the server goes on adding those rows). The run stops with
+    one line naming the fix, and a rerun once the import is done adds nothing twice."""
+    rows = customers(200)
+    messages = customer_messages(rows)
+    with Emulator(seed=3, profiles_per_database=0) as emu:
+        add_warehouse(emu)
+        registry(emu.store).step_seconds = 0.25  # 200 rows in 2 s: past the 1 s timeout
+        config = target_config(
+            emu, tmp_path, load_method="append-only", write_path="bulk", import_timeout_seconds=1
+        )
+        first = run_cli(
+            script("target-copernica"),
+            [],
+            config=config,
+            tmp_path=tmp_path,
+            stdin=singer_lines(messages),
+        )
+        assert first.exit_code == 1
+        assert "Traceback" not in first.stderr
+        (line,) = [x for x in first.stderr.splitlines() if "was still running after 1 s" in x]
+        assert "rerun it from its last STATE" in line
+        assert "`import_timeout_seconds`" in line
+        registry(emu.store).wait()
+        assert written(emu) == expected(rows), "the import added each row; nothing else did"
+        assert first.messages == [], "no STATE: the import covers every record"
+        second = run_target(config, messages)  # the rerun from the state the run began with
+        assert second.exit_code == 0
+        assert written(emu) == expected(rows), "each record exactly once"
+        assert second.summary("customers") == {"already_written": 200}
+        assert imports_posted(emu) == 1
+
+
+def test_a_rerun_stops_while_the_dead_runs_import_still_runs_then_finishes_it(
+    tmp_path: Path,
+) -> None:
+    """The rerun must not guess how much of a running import landed: it stops until the
+    import is done, and the rerun after that inserts none of its rows again."""
+    rows = customers(200)
+    messages = customer_messages(rows)
+    with Emulator(seed=3, profiles_per_database=0) as emu:
+        add_warehouse(emu)
+        imports = registry(emu.store)
+        imports.step_seconds = 0.25
+        emu.faults.add("html503", path=r"/import/\d+$", times=1)  # the run dies polling
+        config = target_config(
+            emu,
+            tmp_path,
+            load_method="append-only",
+            write_path="bulk",
+            max_retries=0,
+            import_timeout_seconds=1,
+        )
+        first = run_target(config, messages, catch=True)
+        assert first.error is not None
+        second = run_target(config, messages, catch=True)
+        assert isinstance(second.error, ImportStillRunning), second.error
+        assert "The interrupted run's import" in str(second.error)
+        imports.wait()
+        third = run_target(config, messages)
+        assert third.exit_code == 0
+        assert written(emu) == expected(rows), "each record exactly once"
+        assert third.summary("customers") == {"already_written": 200}
+        assert imports_posted(emu) == 1
+
+
+def test_an_import_whose_answer_was_lost_is_counted_by_the_rerun_not_sent_again(
+    tmp_path: Path,
+) -> None:
+    """An append-only import whose answer is lost is not sent twice: its records are
+    reported, and its journal entries stay pending. When the run then dies before a STATE,
+    the rerun counts their keys, finds them written, and inserts only the rest."""
+    rows = customers(60)
+    messages = customer_messages(rows)
+    with Emulator(seed=3, profiles_per_database=0) as emu:
+        add_warehouse(emu)
+        emu.faults.add("drop_after", path=r"/imports$", times=1)  # the first import lands
+        # The next rule sees only what the first let through: the second import, twice.
+        emu.faults.add("html503", path=r"/imports$", times=2)
+        config = target_config(
+            emu,
+            tmp_path,
+            load_method="append-only",
+            write_path="bulk",
+            batch_size_rows=30,
+            max_retries=1,
+            retry_initial_wait_ms=10,
+        )
+        first = run_target(config, messages, catch=True)
+        assert first.error is not None, "the second import's retries ran out"
+        assert len(first.rejected) == 30, "the first import's records, reported"
+        assert first.states == []
+        registry(emu.store).wait()
+        second = run_target(config, messages)
+        assert second.exit_code == 0
+        assert written(emu) == expected(rows), "each record exactly once"
+        assert second.summary("customers") == {"already_written": 30, "inserted": 30, "imports": 1}
