@@ -368,10 +368,11 @@ class CopernicaSink(CompatBatchSink):
         services = self.services
         settings = services.settings
         confirmer = services.confirmer
-        # The import an earlier batch left running ends first: writes keep input order.
-        confirmer.finish_writes()
         if self.route.collection:
-            services.drain_profile_sinks()  # parents first
+            services.drain_profile_sinks()  # parents first (their import may run on)
+        # The import an earlier batch (or that drain) left running ends first: writes keep
+        # input order, and subprofiles find the parents it adds.
+        confirmer.finish_writes()
         journal = confirmer.journal
         if journal is not None:
             confirmer.settle_journal()  # before the keys are counted

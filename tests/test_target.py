@@ -287,6 +287,22 @@ def test_subprofiles_land_under_their_parent(emu: Emulator, tmp_path: Path) -> N
     assert second.summary("orders") == {"updated": 7, "rejected": 1}
 
 
+def test_subprofiles_find_parents_a_running_import_is_still_adding(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    """A full batch of subprofiles first writes the parents read before it (an import, which
+    runs on in the background) and must wait for that import before looking them up."""
+    registry(emu.store).step_seconds = 0.05  # 40 rows in 0.1 s: still running when asked
+    config = target_config(
+        emu, tmp_path, stream_routes=ORDERS_ROUTE, write_path="bulk", batch_size_rows=30
+    )
+    parents = customer_messages(customers(20))[:-1]  # under a batch: drained by the orders
+    result = run_target(config, [*parents, *order_messages(30)])
+    assert result.rejected == []
+    assert result.summary("orders") == {"inserted": 30}
+    assert len(orders_by_parent(emu)["user0@example.nl"]) == 10
+
+
 # -- bulk imports --------------------------------------------------------------------------
 def snapshot(emu: Emulator) -> dict[str, tuple[dict[str, str], list[str]]]:
     return {e: (p["fields"], p["interests"]) for e, p in profiles_by_email(emu).items()}
