@@ -7,7 +7,6 @@ streams share is built here once: the typed settings (`settings.py`), the accoun
 
 from __future__ import annotations
 
-import gc
 import json
 import sys
 from functools import cached_property, partial
@@ -22,6 +21,7 @@ from copernica_api.auth import (
     AuthenticationUnavailableError,
     CopernicaAuthenticator,
 )
+from copernica_api.heap import settle_for_a_long_run
 from tap_copernica.account import Account
 from tap_copernica.budget import STATE_KEY, RequestBudgetSpent
 from tap_copernica.client import CopernicaStream, StreamServices
@@ -417,10 +417,7 @@ class TapCopernica(Tap):
             sys.exit(EXIT_STOPPED)
         except RequestBudgetSpent as exc:
             cls.budget_too_small(exc)
-        # Everything built so far (SDK, schemas, catalog) lives for the whole run: keep it
-        # out of the collector's passes, which a page of fresh rows would otherwise trigger
-        # over and over (measured: several % of a full load).
-        gc.freeze()
+        settle_for_a_long_run()  # what is built so far lives all run
         tap.run()
 
     @classmethod

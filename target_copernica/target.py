@@ -11,7 +11,6 @@ the destinations (`registry.py`), when STATE is emitted and the insert journal
 
 from __future__ import annotations
 
-import gc
 import logging
 import sys
 from functools import cached_property
@@ -24,6 +23,7 @@ from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 from copernica_api.auth import AuthenticationUnavailableError, CopernicaAuthenticator
+from copernica_api.heap import settle_for_a_long_run
 from copernica_api.http import CopernicaSession
 from copernica_api.sdk_compat import CompatTarget
 from copernica_api.settings import ClientSettings
@@ -193,11 +193,7 @@ class TargetCopernica(CompatTarget):
         """The SDK's CLI run; input that is not a Singer stream ends it with one clear line."""
         # The module loggers (`target_copernica.*`) report at INFO whatever the root's level.
         logging.getLogger("target_copernica").setLevel(logging.INFO)
-        # What exists now (the SDK and every module it loaded) lives all run, and batches of
-        # fresh records would otherwise trigger collector passes over it again and again, as
-        # would the default threshold of 700 allocations (measured: ~10 % of a bulk load).
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
+        settle_for_a_long_run()  # the SDK and every module it loaded live all run
         try:
             super().invoke(
                 about=about, about_format=about_format, config=config, file_input=file_input
