@@ -54,10 +54,15 @@ class Running:
     noted: list[int]  # its journal entries (append-only)
 
 
-class ImportStillRunning(Exception):  # noqa: N818 (a state of the server, named as such)
-    """An append-only import still running when `import_timeout_seconds` ran out: its
-    unprocessed rows can neither be sent again (the server may still add them) nor be
-    given up, so the run stops and a rerun waits for the import (its journal entries)."""
+class ImportUndecided(Exception):  # noqa: N818 (a state of the server, named as such)
+    """An append-only import whose rows may or may not be in: they can neither be sent
+    again nor given up, so the run stops, and a rerun from its last STATE decides them
+    from the insert journal (it waits for the import, or counts the rows' keys, before
+    anything else writes those keys)."""
+
+
+class ImportStillRunning(ImportUndecided):
+    """Still running when `import_timeout_seconds` ran out."""
 
     def __init__(self, subject: str, timeout: float, journal: str) -> None:
         super().__init__(
@@ -67,6 +72,19 @@ class ImportStillRunning(Exception):  # noqa: N818 (a state of the server, named
             f"is done (the insert journal {journal} holds the import, so each record is "
             f"written once), and raise `import_timeout_seconds` if imports of this size "
             f"take longer."
+        )
+
+
+class ImportAnswerLost(ImportUndecided):
+    """The import request failed in a way that may have reached Copernica."""
+
+    def __init__(self, stream: str, rows: int, problem: str, journal: str) -> None:
+        super().__init__(
+            f"Stream '{stream}': the import request for {rows} rows failed ({problem}) in a "
+            f"way that may have reached Copernica. An append-only load sends no row twice "
+            f"and gives none up, so the run stops here: rerun it from its last STATE; the "
+            f"rerun counts the profiles with these keys (the insert journal {journal}) and "
+            f"writes each record once."
         )
 
 
@@ -120,8 +138,8 @@ class BulkImporter:
             running = self._submit(names, chunk)
         return retry, running
 
-    def _submit(self, columns: list[str], items: list[Item]) -> Running | None:
-        """Send one import (None when its rows were rejected instead)."""
+    def _submit(self, columns: list[str], items: list[Item]) -> Running:
+        """Send one import (`ImportAnswerLost` when an append may or may not have reached it)."""
         # Key fields first, then the rest, identically in every row (the API requires it).
         # The rest in the first row's order: rows already in it (usually all, as records of
         # a stream share their property order) are sent as they are, without a copy.
@@ -148,15 +166,16 @@ class BulkImporter:
                 "POST", "imports", body=body, before_retry=self._may_resend
             )
         except RetryStopped as exc:
-            # Its journal entries stay pending: the import may have reached Copernica, so a
-            # rerun that sends these records again counts their keys before inserting.
-            for item in items:
-                self.job.reject(
-                    item,
-                    f"the bulk import request failed ({exc}) in a way that may have reached "
-                    f"Copernica; an append-only import is not sent twice",
-                )
-            return None
+            # Only appends stop retrying (`_may_resend`). Its journal entries stay pending,
+            # and the run stops before anything else writes these keys: the rerun's count
+            # of each key then tells whether the import added its row.
+            journal = self.job.journal
+            raise ImportAnswerLost(
+                self.job.summary.stream,
+                len(items),
+                str(exc),
+                str(journal.path) if journal is not None else "(none)",
+            ) from None
         _, import_id = created_id(response, "import")
         if self.job.journal is not None and noted and import_id:
             self.job.journal.imported_as(noted, str(import_id))
@@ -276,5 +295,8 @@ def wait_for_import(session: CopernicaSession, import_id: str, timeout: float) -
             return ImportResult(import_id, processed, total, "")
         if time.monotonic() >= deadline:
             late = f"not finished after {timeout:.0f} s"
-            return ImportResult(import_id, processed, total, late, timed_out=True)
+            # Still running (or saying nothing): its rows may yet come. An import that has
+            # stopped short without an error is an ended one that processed fewer rows.
+            running = status in RUNNING or not status
+            return ImportResult(import_id, processed, total, late, timed_out=running)
         wait = min(MAX_POLL_SECONDS, max(FIRST_POLL_SECONDS, wait * 1.5))

@@ -145,24 +145,23 @@ class InsertJournal:
             if self._settled:
                 return
             pending = self._carried.pending
-            self._carried.pending = []
-            landed = 0
             batches: dict[str, list[Entry]] = {}
             for entry in pending:
                 batches.setdefault(entry.batch or f"single-{id(entry)}", []).append(entry)
-            for entries in batches.values():
+            landed: list[Entry] = []
+            for entries in batches.values():  # may raise: then nothing here has changed
                 import_id = next((e.import_id for e in entries if e.import_id), "")
                 if import_id:
-                    done = entries[: max(0, import_processed(import_id))]
+                    landed += entries[: max(0, import_processed(import_id))]
                 else:
-                    done = self._by_counts(entries, count_matches)
-                for entry in done:
-                    self._carried.done[entry.fp] += 1
-                landed += len(done)
+                    landed += self._by_counts(entries, count_matches)
+            self._carried.pending = []
+            for entry in landed:
+                self._carried.done[entry.fp] += 1
             logger.info(
                 "Of %d write(s) in flight when the last run stopped, %d had landed.",
                 len(pending),
-                landed,
+                len(landed),
             )
             self._settled = True
             self._rewrite()

@@ -27,7 +27,7 @@ from copernica_api.heap import settle_for_a_long_run
 from copernica_api.http import CopernicaSession
 from copernica_api.sdk_compat import CompatTarget
 from copernica_api.settings import ClientSettings
-from target_copernica.bulk_import import ImportStillRunning, wait_for_import
+from target_copernica.bulk_import import ImportStillRunning, ImportUndecided, wait_for_import
 from target_copernica.confirm import StateConfirmer
 from target_copernica.mirror import EXIT_MIRROR_REFUSED, KeyFiles, MirrorBook
 from target_copernica.reader import SingerLineReader
@@ -204,7 +204,7 @@ class TargetCopernica(CompatTarget):
             for error in exc.errors or [str(exc)]:
                 cls.logger.error(error)  # noqa: TRY400 (the message is the whole story)
             sys.exit(1)
-        except (AuthenticationUnavailableError, ImportStillRunning) as exc:
+        except (AuthenticationUnavailableError, ImportUndecided) as exc:
             cls.logger.error(str(exc))  # noqa: TRY400
             sys.exit(1)
         except (InvalidInputLine, RecordsWithoutSchemaException, ValueError) as exc:

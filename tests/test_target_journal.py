@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from singer_sdk import Target
 
 from copernica_emulator import Emulator
@@ -271,19 +272,19 @@ def test_a_rerun_stops_while_the_dead_runs_import_still_runs_then_finishes_it(
         assert imports_posted(emu) == 1
 
 
-def test_an_import_whose_answer_was_lost_is_counted_by_the_rerun_not_sent_again(
-    tmp_path: Path,
+@pytest.mark.parametrize(("fault", "landed"), [("drop_after", True), ("reset", False)])
+def test_an_import_whose_answer_was_lost_stops_the_run_and_the_rerun_counts_its_keys(
+    tmp_path: Path, fault: str, landed: bool
 ) -> None:
-    """An append-only import whose answer is lost is not sent twice: its records are
-    reported, and its journal entries stay pending. When the run then dies before a STATE,
-    the rerun counts their keys, finds them written, and inserts only the rest."""
+    """An append-only import whose answer is lost is neither sent again nor given up: the
+    run stops before anything else writes those keys, with one line naming the fix, and the
+    rerun counts the keys, skipping the rows the import added and inserting the others."""
     rows = customers(60)
     messages = customer_messages(rows)
     with Emulator(seed=3, profiles_per_database=0) as emu:
         add_warehouse(emu)
-        emu.faults.add("drop_after", path=r"/imports$", times=1)  # the first import lands
-        # The next rule sees only what the first let through: the second import, twice.
-        emu.faults.add("html503", path=r"/imports$", times=2)
+        # `drop_after`: the import is made, then the answer is lost; `reset`: it never was.
+        emu.faults.add(fault, path=r"/imports$", after=1, times=1)  # the second import
         config = target_config(
             emu,
             tmp_path,
@@ -291,14 +292,29 @@ def test_an_import_whose_answer_was_lost_is_counted_by_the_rerun_not_sent_again(
             write_path="bulk",
             batch_size_rows=30,
             max_retries=1,
-            retry_initial_wait_ms=10,
         )
-        first = run_target(config, messages, catch=True)
-        assert first.error is not None, "the second import's retries ran out"
-        assert len(first.rejected) == 30, "the first import's records, reported"
-        assert first.states == []
+        first = run_cli(
+            script("target-copernica"),
+            [],
+            config=config,
+            tmp_path=tmp_path,
+            stdin=singer_lines(messages),
+        )
+        assert first.exit_code == 1
+        assert "Traceback" not in first.stderr
+        (line,) = [x for x in first.stderr.splitlines() if "may have reached Copernica" in x]
+        assert "the import request for 30 rows failed" in line
+        assert "rerun it from its last STATE" in line
+        assert not Path(config["rejected_records_path"]).exists(), "nothing given up"
         registry(emu.store).wait()
         second = run_target(config, messages)
         assert second.exit_code == 0
         assert written(emu) == expected(rows), "each record exactly once"
-        assert second.summary("customers") == {"already_written": 30, "inserted": 30, "imports": 1}
+        if landed:
+            assert second.summary("customers") == {"already_written": 60}
+        else:
+            assert second.summary("customers") == {
+                "already_written": 30,
+                "inserted": 30,
+                "imports": 1,
+            }
