@@ -19,7 +19,7 @@ from copernica_emulator import Emulator
 from copernica_emulator.imports import registry
 from target_copernica.bulk_import import ImportStillRunning
 from target_copernica.journal import InsertJournal
-from tests.singer import run_cli, script
+from tests.singer import SyncResult, run_cli, script
 from tests.target_helpers import (
     add_warehouse,
     records,
@@ -199,6 +199,25 @@ def test_state_is_confirmed_as_soon_as_everything_before_it_is_written(tmp_path:
         assert written(emu) == expected(rows)
 
 
+def stopped_with_one_line(
+    config: dict[str, Any], tmp_path: Path, messages: list[dict[str, Any]], words: str
+) -> tuple[SyncResult, str]:
+    """Run the console script; it must stop (exit 1, no traceback) with one line holding
+    `words` that tells the user to rerun. Returns the run and that line."""
+    result = run_cli(
+        script("target-copernica"),
+        [],
+        config=config,
+        tmp_path=tmp_path,
+        stdin=singer_lines(messages),
+    )
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if words in x]
+    assert "rerun it from its last STATE" in line
+    return result, line
+
+
 def imports_posted(emu: Emulator) -> int:
     return sum(1 for r in emu.requests if r.method == "POST" and r.path.endswith("/imports"))
 
@@ -217,17 +236,7 @@ def test_an_append_only_import_still_running_at_the_timeout_stops_the_run_cleanl
         config = target_config(
             emu, tmp_path, load_method="append-only", write_path="bulk", import_timeout_seconds=1
         )
-        first = run_cli(
-            script("target-copernica"),
-            [],
-            config=config,
-            tmp_path=tmp_path,
-            stdin=singer_lines(messages),
-        )
-        assert first.exit_code == 1
-        assert "Traceback" not in first.stderr
-        (line,) = [x for x in first.stderr.splitlines() if "was still running after 1 s" in x]
-        assert "rerun it from its last STATE" in line
+        first, line = stopped_with_one_line(config, tmp_path, messages, "still running after 1 s")
         assert "`import_timeout_seconds`" in line
         registry(emu.store).wait()
         assert written(emu) == expected(rows), "the import added each row; nothing else did"
@@ -293,18 +302,8 @@ def test_an_import_whose_answer_was_lost_stops_the_run_and_the_rerun_counts_its_
             batch_size_rows=30,
             max_retries=1,
         )
-        first = run_cli(
-            script("target-copernica"),
-            [],
-            config=config,
-            tmp_path=tmp_path,
-            stdin=singer_lines(messages),
-        )
-        assert first.exit_code == 1
-        assert "Traceback" not in first.stderr
-        (line,) = [x for x in first.stderr.splitlines() if "may have reached Copernica" in x]
+        _, line = stopped_with_one_line(config, tmp_path, messages, "may have reached Copernica")
         assert "the import request for 30 rows failed" in line
-        assert "rerun it from its last STATE" in line
         assert not Path(config["rejected_records_path"]).exists(), "nothing given up"
         registry(emu.store).wait()
         second = run_target(config, messages)
