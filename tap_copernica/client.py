@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import requests
 from singer_sdk.streams.rest import PageContext
 
-from copernica_api.bodies import read_bodies_in_large_chunks
 from copernica_api.errors import CopernicaAPIError, JWTRejectedError
 from copernica_api.http import (
     RETRIABLE,
@@ -99,7 +98,6 @@ class CopernicaStream(CompatRESTStream):
             services.settings.max_parallel_requests,
             budgeted=services.settings.max_requests is not None,
         )
-        read_bodies_in_large_chunks()
         super().__init__(tap, **kwargs)
 
     @property

@@ -21,6 +21,7 @@ from copernica_api.auth import (
     AuthenticationUnavailableError,
     CopernicaAuthenticator,
 )
+from copernica_api.bodies import read_bodies_in_large_chunks
 from copernica_api.heap import settle_for_a_long_run
 from tap_copernica.account import Account
 from tap_copernica.budget import STATE_KEY, RequestBudgetSpent
@@ -163,6 +164,7 @@ class TapCopernica(Tap):
     @cached_property
     def services(self) -> StreamServices:
         """What every stream gets: settings, account, progress, the authenticator."""
+        read_bodies_in_large_chunks()  # once, before any stream reads a page
         return StreamServices(
             settings=self.settings,
             account=self.account,

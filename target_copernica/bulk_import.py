@@ -58,33 +58,38 @@ class ImportUndecided(Exception):  # noqa: N818 (a state of the server, named as
     """An append-only import whose rows may or may not be in: they can neither be sent
     again nor given up, so the run stops, and a rerun from its last STATE decides them
     from the insert journal (it waits for the import, or counts the rows' keys, before
-    anything else writes those keys)."""
+    anything else writes those keys). The message: what happened, then what to do."""
+
+    def __init__(self, what: str, rerun: str, journal: str, fix: str = "") -> None:
+        super().__init__(
+            f"{what}. An append-only load sends no row twice and gives none up, so the run "
+            f"stops here: rerun it from its last STATE{rerun} (the insert journal {journal} "
+            f"holds these rows, so each record is written once){fix}."
+        )
 
 
 class ImportStillRunning(ImportUndecided):
-    """Still running when `import_timeout_seconds` ran out."""
+    """Still running when `import_timeout_seconds` ran out: the rerun waits for it."""
 
     def __init__(self, subject: str, timeout: float, journal: str) -> None:
         super().__init__(
-            f"{subject} was still running after {timeout:.0f} s "
-            f"(`import_timeout_seconds`). An append-only load sends no row twice and gives "
-            f"none up, so the run stops here: rerun it from its last STATE once the import "
-            f"is done (the insert journal {journal} holds the import, so each record is "
-            f"written once), and raise `import_timeout_seconds` if imports of this size "
-            f"take longer."
+            f"{subject} was still running after {timeout:.0f} s (`import_timeout_seconds`)",
+            " once the import is done",
+            journal,
+            ", and raise `import_timeout_seconds` if imports of this size take longer",
         )
 
 
 class ImportAnswerLost(ImportUndecided):
-    """The import request failed in a way that may have reached Copernica."""
+    """The import request failed in a way that may have reached Copernica: the rerun
+    counts the profiles with the rows' keys."""
 
     def __init__(self, stream: str, rows: int, problem: str, journal: str) -> None:
         super().__init__(
             f"Stream '{stream}': the import request for {rows} rows failed ({problem}) in a "
-            f"way that may have reached Copernica. An append-only load sends no row twice "
-            f"and gives none up, so the run stops here: rerun it from its last STATE; the "
-            f"rerun counts the profiles with these keys (the insert journal {journal}) and "
-            f"writes each record once."
+            f"way that may have reached Copernica",
+            "; the rerun counts the profiles with these keys",
+            journal,
         )
 
 
@@ -169,12 +174,8 @@ class BulkImporter:
             # Only appends stop retrying (`_may_resend`). Its journal entries stay pending,
             # and the run stops before anything else writes these keys: the rerun's count
             # of each key then tells whether the import added its row.
-            journal = self.job.journal
             raise ImportAnswerLost(
-                self.job.summary.stream,
-                len(items),
-                str(exc),
-                str(journal.path) if journal is not None else "(none)",
+                self.job.summary.stream, len(items), str(exc), self._journal_path
             ) from None
         _, import_id = created_id(response, "import")
         if self.job.journal is not None and noted and import_id:
@@ -196,11 +197,10 @@ class BulkImporter:
             )
             return []
         if result.timed_out and self.job.load_method == INSERT:
-            journal = self.job.journal
             raise ImportStillRunning(
                 f"Stream '{self.job.summary.stream}': import {import_id}",
                 self.timeout_seconds,
-                str(journal.path) if journal is not None else "(none)",
+                self._journal_path,
             )
         reason = result.error or f"it processed {result.processed} of {len(items)} rows"
         # An append-only import added the rows it processed; the others go the API way.
@@ -216,6 +216,12 @@ class BulkImporter:
         self._count(items[:done])
         self.job.summary.add("import_fallbacks", len(items) - done)
         return items[done:]
+
+    @property
+    def _journal_path(self) -> str:
+        """Where the insert journal is, for a message (append-only runs have one)."""
+        journal = self.job.journal
+        return str(journal.path) if journal is not None else "(none)"
 
     def _note(self, items: list[Item]) -> list[int]:
         """Note an append import's rows in the journal before it is sent."""
