@@ -29,6 +29,7 @@ from singer_sdk.streams import RESTStream
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
+    from singer_sdk.metrics import Counter
     from singer_sdk.singerlib.encoding.base import GenericSingerWriter
 
 
@@ -63,6 +64,8 @@ class CompatRESTStream(RESTStream[Any]):
     #: Whether this run skipped the whole stream (`skip_context(None)`).
     skipped: bool = False
     _pending_version: int | None = None
+    _record_counter: Counter | None = None
+    _written = 0  # records written outside the SDK's loop
 
     @property
     def message_writer(self) -> GenericSingerWriter[Any, Any]:
@@ -102,6 +105,31 @@ class CompatRESTStream(RESTStream[Any]):
     def state_changed(self) -> None:
         """Tell the SDK the STATE changed, so that it sends it at its next occasion."""
         self.state_manager.is_flushed = False
+
+    def get_record_counter(self, **kwargs: Any) -> Counter:
+        # Kept, so that records written outside the SDK's loop count in its metric.
+        self._record_counter = counter = super().get_record_counter(**kwargs)
+        return counter
+
+    def records_written(self, count: int) -> None:
+        """`count` records were written outside the SDK's record loop (a page of RECORD
+        lines at once): counted in its `record_count` metric, with the STATE sent as often
+        as its loop sends it (every `STATE_MSG_FREQUENCY` records)."""
+        if self._record_counter is not None:
+            self._record_counter.increment(count)
+        self.state_changed()
+        before, self._written = self._written, self._written + count
+        if self._written // self.STATE_MSG_FREQUENCY > before // self.STATE_MSG_FREQUENCY:
+            self._write_state_message()
+
+    def partition_keys(self, context: Context | None) -> dict[str, Any]:
+        """The keys the SDK adds to each record of `context` that lacks them."""
+        return dict(self.state_manager.get_state_partition_context(context) or {})
+
+    @property
+    def records_go_to_batches(self) -> bool:
+        """Whether records are written to batch files (`batch_config`), not as RECORDs."""
+        return bool(self.config.get("batch_config"))
 
     def write_record_fast(self, record: dict[str, Any]) -> bool:
         """Write one RECORD line and return True, or return False to let the SDK write

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from copernica_api.auth import CopernicaAuthenticator
     from tap_copernica.account import Account
+    from tap_copernica.page_helpers import PageHelpers
     from tap_copernica.progress import RunProgress
     from tap_copernica.settings import TapSettings
 
@@ -76,6 +77,8 @@ class StreamServices:
     parts: RunInParts = field(default_factory=RunInParts)
     #: requests read ahead, and the bound on requests in flight (`readahead.py`)
     read_ahead: ReadAhead = field(default_factory=ReadAhead)
+    #: processes that turn profile pages into RECORD lines (`page_helpers.py`); None: none
+    page_helpers: PageHelpers | None = None
 
 
 class CopernicaStream(CompatRESTStream):

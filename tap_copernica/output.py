@@ -64,7 +64,7 @@ class SingerLineWriter(MsgSpecWriter):
         """
         key = (stream, version, extracted)
         if key != self._frame_key:
-            self._frame_key, self._frame = key, _frame(stream, version, extracted)
+            self._frame_key, self._frame = key, record_frame(stream, version, extracted)
             self._count = None if self.observer is None else self.observer.counter(stream)
         if self._count is not None:
             self._count(record)
@@ -74,6 +74,12 @@ class SingerLineWriter(MsgSpecWriter):
         encoder.encode_into(record, block, -1)
         block += tail
         if len(block) >= BLOCK_BYTES:
+            self.flush()
+
+    def write_lines(self, lines: bytes) -> None:
+        """RECORD lines encoded elsewhere (`page_helpers.py`, framed by `record_frame`)."""
+        self._block += lines
+        if len(self._block) >= BLOCK_BYTES:
             self.flush()
 
     def write_message(self, message: Message) -> None:
@@ -103,7 +109,9 @@ class SingerLineWriter(MsgSpecWriter):
         sys.stdout.flush()
 
 
-def _frame(stream: str, version: int | None, extracted: datetime | None) -> tuple[bytes, bytes]:
+def record_frame(
+    stream: str, version: int | None, extracted: datetime | None
+) -> tuple[bytes, bytes]:
     """The bytes before and after the record in a RECORD line (`RecordMessage.to_dict`)."""
     head = encoder.encode({"type": "RECORD", "stream": stream})[:-1] + b',"record":'
     rest: dict[str, Any] = {}

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from singer_sdk.pagination import BaseAPIPaginator
 
 from copernica_api.payloads import payload_of, rows_of
+from tap_copernica.profile_records import row_keeper
 
 if TYPE_CHECKING:
     import requests
@@ -176,20 +177,7 @@ class ProfileCursor:
 
     def keeper(self) -> Callable[[dict[str, Any]], bool] | None:
         """id mode: which rows of a page to emit; None when all of them."""
-        since, skip, seen = self.since, self.skip, self.seen
-        if since is None and not skip:
-            return None
-
-        def keep(row: dict[str, Any]) -> bool:
-            value = str(row.get("modified") or "")
-            if since is not None and value < since:
-                return False
-            if not skip and not seen:
-                return True
-            row_id = int(row["ID"])
-            return row_id not in skip and not (value == since and row_id in seen)
-
-        return keep
+        return row_keeper(self.since, self.skip, self.seen)
 
     def _accept_tie(self, rows: list[dict[str, Any]], full: bool) -> list[dict[str, Any]]:
         if any(r.get("modified") != self.boundary for r in rows):

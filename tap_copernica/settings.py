@@ -102,6 +102,14 @@ SETTINGS = th.PropertiesList(
         "another). Records and STATE come out as in a serial run.",
     ),
     th.Property(
+        "helper_processes",
+        th.IntegerType(minimum=0, maximum=8),
+        description="Processes beside the tap that turn profile pages read by ID ranges into "
+        "RECORD lines, so that decoding uses more than one core (0 = none: the tap decodes "
+        "every page itself). Default: one per core beyond the first, at most 2; none with "
+        "`max_parallel_requests` 1. The records and STATE are the same either way.",
+    ),
+    th.Property(
         "max_requests",
         th.IntegerType(minimum=1),
         description="Most REST API requests one run may send (every try counts, retries "
@@ -163,6 +171,8 @@ class TapSettings:
     max_requests: int | None = None
     #: date-times of records in UTC (`...Z`) instead of with the account's offset
     utc_timestamps: bool = False
+    #: page helper processes (`page_helpers.py`); None: as the machine suits
+    helper_processes: int | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TapSettings:
@@ -223,6 +233,7 @@ class TapSettings:
             fail_fast=bool(config.get("fail_fast", False)),
             max_requests=_optional_int(config.get("max_requests")),
             utc_timestamps=bool(config.get("utc_timestamps", False)),
+            helper_processes=_optional_int(config.get("helper_processes")),
         )
 
     def emailings_of(self, product: str) -> list[int] | None:

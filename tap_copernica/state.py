@@ -190,6 +190,16 @@ class ProfileBookmark:
         """After the last row of a page: a scan may resume after rows it left out too."""
         self.scanned_to(cursor.after_id)
 
+    @property
+    def scanning(self) -> bool:
+        """Whether the partition is in an ID-ordered scan (the position is `after_id`)."""
+        return isinstance(self.state.get("scan"), dict)
+
+    def emitted_through(self, row_id: int) -> None:
+        """A scan's rows up to `row_id` are about to be emitted (a page at once: `emitted`
+        for its last row, in a scan)."""
+        self.state["scan"]["after_id"] = row_id
+
     def scanned_to(self, after_id: int) -> None:
         """A scan has read every row up to `after_id`; IDs left out below it are done with."""
         scan = self.state.get("scan")

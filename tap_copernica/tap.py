@@ -27,6 +27,7 @@ from tap_copernica.account import Account
 from tap_copernica.budget import STATE_KEY, RequestBudgetSpent
 from tap_copernica.client import CopernicaStream, StreamServices
 from tap_copernica.output import SingerLineWriter
+from tap_copernica.page_helpers import PageHelpers
 from tap_copernica.progress import RunProgress
 from tap_copernica.settings import PRODUCTS, SETTINGS, TapSettings
 from tap_copernica.state import state_problems
@@ -170,6 +171,7 @@ class TapCopernica(Tap):
             account=self.account,
             progress=self.progress,
             authenticator=self.authenticator,
+            page_helpers=PageHelpers.for_run(self.settings, self.logger),
         )
 
     def _generic_stream(self, name: str) -> CopernicaStream:
@@ -341,6 +343,8 @@ class TapCopernica(Tap):
             sys.exit(EXIT_STOPPED)
         finally:
             self.services.read_ahead.close()
+            if self.services.page_helpers is not None:
+                self.services.page_helpers.close()
             self._flush()
         failures = self.services.failures
         spent = self.progress.spent

@@ -12,9 +12,9 @@ import pytest
 from copernica_api.errors import CopernicaPagingError
 from copernica_api.timeutil import zone
 from copernica_emulator import Emulator
+from tap_copernica import profile_records
+from tap_copernica.profile_records import ProfileRecords, RecordLayout
 from tap_copernica.schemas_dir import schema_dir
-from tap_copernica.streams import profile_records
-from tap_copernica.streams.profile_records import ProfileRecords, RecordLayout
 from tap_copernica.streams.profiles import STREAM_SPECS, ProfileSpec, ProfileStream
 from tap_copernica.tap import TapCopernica
 from tests.conftest import config_for

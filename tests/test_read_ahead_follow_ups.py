@@ -72,7 +72,9 @@ def test_two_streams_planning_one_url_each_take_their_own_answer(emu: Emulator) 
 def typed_stream(emu: Emulator, **config: Any) -> tuple[TapCopernica, Any, dict[str, Any]]:
     """A tap, its typed stream of the first database and that stream's partition."""
     # Pages of 200 profiles: answered well within `readahead.FOLLOW_UP_WAIT_S` without latency.
-    tap = TapCopernica(config=config_for(emu, page_size=200, **config))
+    # No page helpers: the tests take the records from `get_records`, and pages a helper
+    # encodes go straight to the output instead (tests/test_page_helpers.py).
+    tap = TapCopernica(config=config_for(emu, page_size=200, helper_processes=0, **config))
     stream = next(s for s in tap.streams.values() if s.name.startswith("profiles_"))
     tap.services.read_ahead.configure(4)
     (context,) = stream.partitions or []

@@ -14,9 +14,9 @@ import pytest
 
 from copernica_api.timeutil import zone
 from copernica_emulator import Emulator
-from tap_copernica.streams import profile_records
+from tap_copernica import profile_records
+from tap_copernica.profile_records import ProfileRecords, RecordLayout
 from tap_copernica.streams.base import RecordShape
-from tap_copernica.streams.profile_records import ProfileRecords, RecordLayout
 from tap_copernica.streams.typed import TypedTable, column_names, unique_names
 from tap_copernica.tap import TapCopernica
 from tests.singer import catalog_selecting, sync

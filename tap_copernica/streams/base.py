@@ -15,14 +15,13 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager, nullco
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
-from zoneinfo import ZoneInfo
 
 from singer_sdk import SchemaDirectory, StreamSchema
 
 from copernica_api.payloads import payload_of, rows_of, to_int
-from copernica_api.timeutil import api_to_iso, api_to_utc
 from tap_copernica.client import CopernicaStream
 from tap_copernica.paging import StartLimitPaginator
+from tap_copernica.record_shape import RecordShape
 from tap_copernica.schemas_dir import schema_dir
 
 if TYPE_CHECKING:
@@ -34,31 +33,6 @@ if TYPE_CHECKING:
     from tap_copernica.settings import TapSettings
 
 SCHEMAS = SchemaDirectory(schema_dir())
-
-
-@dataclass(frozen=True)
-class RecordShape:
-    """How an API row becomes a record: which values are IDs, timestamps, or dropped."""
-
-    integers: tuple[str, ...] = ()
-    timestamps: tuple[str, ...] = ()
-    drop: tuple[str, ...] = ()
-
-    def apply(self, row: dict[str, Any], tz: ZoneInfo, *, utc: bool = False) -> dict[str, Any]:
-        """Convert `row` in place (each value once) and return it; timestamps are the
-        account's local times (`tz`), written with its offset or, with `utc`, in UTC."""
-        if "ID" not in row and "id" in row:  # identity documents `ID`, its example has `id`
-            row["ID"] = row.pop("id")
-        for key in self.drop:
-            row.pop(key, None)
-        for key in self.integers:
-            if key in row:
-                row[key] = to_int(row[key])
-        convert = api_to_utc if utc else api_to_iso
-        for key in self.timestamps:
-            if key in row:
-                row[key] = convert(row[key], tz)
-        return row
 
 
 @dataclass(frozen=True)

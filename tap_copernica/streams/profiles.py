@@ -15,13 +15,16 @@ import dataclasses
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from copernica_api.errors import CopernicaPagingError
+from copernica_api.http import check_json_body
 from copernica_api.payloads import dict_rows, payload_of, rows_of, to_int
 from copernica_api.sdk_compat import extraction_time
 from copernica_api.timeutil import settled_before
 from tap_copernica import readahead
+from tap_copernica.output import record_frame
+from tap_copernica.page_helpers import EncodedPage, LineRecipe
 from tap_copernica.paging import (
     MAX_SPAN_PAGES,
     CursorPaginator,
@@ -32,6 +35,7 @@ from tap_copernica.paging import (
     ids_of,
 )
 from tap_copernica.prefetch import in_order
+from tap_copernica.profile_records import ProfileRecords, RecordLayout
 from tap_copernica.readahead import Entry, Outcome, request_key
 from tap_copernica.state import ProfileBookmark
 from tap_copernica.streams.base import (
@@ -41,7 +45,6 @@ from tap_copernica.streams.base import (
     RecordShape,
     StreamSpec,
 )
-from tap_copernica.streams.profile_records import ProfileRecords, RecordLayout
 from tap_copernica.streams.shaped import SchemaShapedStream
 
 if TYPE_CHECKING:
@@ -53,9 +56,13 @@ if TYPE_CHECKING:
     from tap_copernica.client import StreamServices
 
 
-#: One request of a ranged scan: (low, high or None above the planned ranges, rows, the ID
-#: up to which the rows are complete).
-_Part = tuple[int, int | None, list[dict], int]
+#: A page of a ranged scan: its rows, or its RECORD lines from a page helper.
+_Page = list[dict] | EncodedPage
+#: One request of a ranged scan: (low, high or None above the planned ranges, its pages,
+#: the ID up to which they are complete).
+_Part = tuple[int, int | None, list[_Page], int]
+#: Where a range request carries the function that turns its page into RECORD lines.
+_LINES_ATTR = "_copernica_lines"
 #: Pages one range request reads at most; a denser range is read on when its turn comes.
 RANGE_PAGES = 2
 #: The widest range of a filtered scan, in pages of IDs (its rows may be sparse).
@@ -158,6 +165,8 @@ class ProfileStream(SchemaShapedStream):
         # from the API's rows.
         self.decode_body = self.records.decode
         self._finish = self.records.finish
+        self._layout = self.records.layout
+        self._lines: Callable[[bytes], Any] | None = None  # see `_read_ranges`
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         """Read the partition from its bookmark to the end."""
@@ -320,6 +329,16 @@ class ProfileStream(SchemaShapedStream):
         rows = dict_rows(payload_of(response))
         return rows, self._settled(response), response.elapsed.total_seconds()
 
+    def _range_page(self, context: Context, params: dict[str, Any]) -> _Page:
+        """A page of a ranged scan: its RECORD lines from a page helper while
+        `_read_ranges` has one (`check_body`), else its rows."""
+        if self._lines is None:
+            return self._rows(context, params)[0]
+        prepared = self.prepare_page(context, params)
+        setattr(prepared, _LINES_ATTR, self._lines)
+        payload = payload_of(self._retrying_request(prepared, context))
+        return payload if isinstance(payload, EncodedPage) else dict_rows(payload)
+
     def _settled(self, response: requests.Response) -> str | None:
         """The server's time of `response`, less the lookback: rows changed before it are
         settled."""
@@ -331,25 +350,28 @@ class ProfileStream(SchemaShapedStream):
         """Rows with `low < ID <= high`, at most `RANGE_PAGES` pages of them, and the ID up
         to which they are complete (`high` when the range is read to its end)."""
         size = self.settings.page_size
-        rows: list[dict] = []
+        pages: list[_Page] = []
         after = low
         for _ in range(RANGE_PAGES):
-            page, _ = self._rows(
+            page = self._range_page(
                 context, IdRangePlanner.range_params(after, high, self._cursor.id_filters())
             )
-            check_ascending(page, after, high)
-            rows += page
+            check_page(page, after, high)
+            pages.append(page)
             # Fewer IDs left than a page holds: a full page has them all.
             if len(page) < size or high - after <= size:
-                return low, high, rows, high
-            after = int(page[-1]["ID"])
-        return low, high, rows, after
+                return low, high, pages, high
+            after = last_id(page)
+        return low, high, pages, after
 
     def _emit_scanned(
-        self, rows: list[dict], server_now: str | None, upto: int | None = None
+        self, rows: _Page, server_now: str | None, upto: int | None = None
     ) -> Iterable[dict]:
         """Hand on the rows of a scan page the cursor keeps; then the scan has read every
         row up to `upto` (default: the page's last ID)."""
+        if isinstance(rows, EncodedPage):
+            self._write_encoded(rows, upto)
+            return
         keep = self._keep
         fresh = rows if keep is None else [row for row in rows if keep(row)]
         if rows and self._scan_range:  # how far through the ID range: progress with an ETA
@@ -362,6 +384,26 @@ class ProfileStream(SchemaShapedStream):
             yield row
         if upto is None and rows:
             upto = int(rows[-1]["ID"])
+        if upto is not None:
+            self._bookmark.scanned_to(upto)
+
+    def _write_encoded(self, page: EncodedPage, upto: int | None) -> None:
+        """`_emit_scanned` for a page a helper turned into RECORD lines: the lines are
+        written at once, and the scan position moves past the page's last kept row."""
+        if page.last_id is not None and self._scan_range:
+            low, high = self._scan_range
+            self.progress.position(self.name, min(page.last_id, high) - low, high - low)
+        self._page_arrived(page.kept)
+        if page.last_kept_id is not None:
+            writer = self._fast_writer
+            assert writer is not None  # `_line_encoder` gave helpers the pages
+            self._bookmark.emitted_through(page.last_kept_id)
+            writer.write_lines(page.lines)
+            self.records_written(page.kept)
+        for name, value in page.unfit:
+            self.records.reader.count(name, value)
+        if upto is None:
+            upto = page.last_id
         if upto is not None:
             self._bookmark.scanned_to(upto)
 
@@ -413,7 +455,7 @@ class ProfileStream(SchemaShapedStream):
         highest = self.prepare_page(context, self._highest(filters))
         ranges_ahead = self.services.read_ahead.holds(request_key(self.name, str(highest.url)))
         workers = self._workers(waited, time.perf_counter() - fetched, ranges_ahead=ranges_ahead)
-        page: list[dict] = first
+        page: _Page = first
         # With one request in flight there is nothing to overlap: the keyset pages below
         # are full, where ranges planned 90 % full cost a tenth more requests (measured).
         if workers > 1:
@@ -423,29 +465,86 @@ class ProfileStream(SchemaShapedStream):
             self._scan_range = (after, int(top[0]["ID"])) if top else None
             page = yield from self._read_ranges(context, first, top, workers)
         while len(page) >= size:
-            _, _, page, _ = self._page_above(context, int(page[-1]["ID"]))
+            _, _, pages, _ = self._page_above(context, last_id(page))
+            page = pages[0]
             yield from self._emit_scanned(page, None)
 
     def _read_ranges(
         self, context: Context, first: list[dict], top: list[dict], workers: int
-    ) -> Generator[dict[str, Any], None, list[dict]]:
+    ) -> Generator[dict[str, Any], None, _Page]:
         """The rows after the first page up to the highest ID, as ID ranges fetched side by
         side, in order; returns the last page read."""
         planner = self._planner(first, top, self._cursor)
-        page = first
-        for low, high, rows, complete_to in in_order(self._range_calls(context, planner), workers):
-            if high is None:  # the open-ended last range
-                page = rows
-                yield from self._emit_scanned(rows, None)
-                continue
-            count, reached = len(rows), complete_to
-            yield from self._emit_scanned(rows, None, reached)
-            while reached < high:  # a range denser than planned: read on, in order, here
-                _, _, more, reached = self._range_part(context, reached, high)
-                count += len(more)
-                yield from self._emit_scanned(more, None, reached)
-            planner.observe(low, high, count)
+        page: _Page = first
+        self._lines = self._line_encoder(context)
+        try:
+            calls = in_order(self._range_calls(context, planner), workers)
+            for low, high, pages, complete_to in calls:
+                if high is None:  # the open-ended last range
+                    page = pages[-1]
+                    yield from self._emit_scanned(page, None)
+                    continue
+                count, reached = sum(map(len, pages)), complete_to
+                yield from self._emit_pages(pages, reached)
+                while reached < high:  # a range denser than planned: read on, in order, here
+                    _, _, more, reached = self._range_part(context, reached, high)
+                    count += sum(map(len, more))
+                    yield from self._emit_pages(more, reached)
+                planner.observe(low, high, count)
+        finally:
+            self._lines = None
         return page
+
+    def _emit_pages(self, pages: list[_Page], upto: int) -> Iterable[dict]:
+        """The pages of one range part, in order; then the scan has read up to `upto`."""
+        for page in pages[:-1]:
+            yield from self._emit_scanned(page, None)
+        yield from self._emit_scanned(pages[-1], None, upto)
+
+    def _line_encoder(self, context: Context) -> Callable[[bytes], Any] | None:
+        """How range pages become RECORD lines in a page helper (`page_helpers.py`), or
+        None where the stream must see each record itself: stream maps or deselected
+        properties, a `reconciliation` tally, selected children, a record limit, records
+        going to batch files, or no scan position to move."""
+        helpers = self.services.page_helpers
+        writer = self._fast_writer
+        if (
+            helpers is None
+            or helpers.broken is not None
+            or writer is None
+            or (writer.observer is not None and writer.observer.counter(self.name) is not None)
+            or not self.selected
+            or self._map_plan != [(self.name, None)]
+            or any(child.selected for child in self.child_streams)
+            or self.ABORT_AT_RECORD_COUNT is not None
+            or self.records_go_to_batches
+            or not self._bookmark.scanning
+        ):
+            return None
+        cursor = self._cursor
+        recipe = LineRecipe(
+            layout=self._layout,
+            tz=self.settings.tz,
+            utc=self.settings.utc_timestamps,
+            since=cursor.since,
+            skip=frozenset(cursor.skip),
+            seen=frozenset(cursor.seen),
+            context=tuple(self.partition_keys(context).items()),
+        )
+        return partial(self._encoded_page, helpers.recipe(recipe), recipe)
+
+    def _encoded_page(self, recipe_id: int, recipe: LineRecipe, content: bytes) -> Any:
+        """A range page (`content`) as RECORD lines from a helper, or decoded here as every
+        other page when no helper takes it (then what is wrong with it is raised here)."""
+        head, tail = record_frame(self.name, self.stream_version, extraction_time())
+        helpers = self.services.page_helpers
+        assert helpers is not None
+        page = helpers.encode(recipe_id, recipe, head, tail, content)
+        return self.records.decode(content) if page is None else page
+
+    def check_body(self, response: requests.Response) -> None:
+        """Decode the page (a range page with the function `_timed_rows` gave it)."""
+        check_json_body(response, getattr(response.request, _LINES_ATTR, self.decode_body))
 
     def _planner(self, first: list[dict], top: list[dict], cursor: ProfileCursor) -> IdRangePlanner:
         """The ranges after the first page up to the highest ID (`top`), spans from the
@@ -478,9 +577,9 @@ class ProfileStream(SchemaShapedStream):
     def _page_above(self, context: Context, low: int) -> _Part:
         """The first page of rows with `ID > low` (no upper bound: `high` is None)."""
         filters = [f"id>{low}", *self._cursor.id_filters()]
-        page, _ = self._rows(context, {"orderby": "id", "fields[]": filters})
-        check_ascending(page, low, None)
-        return low, None, page, int(page[-1]["ID"]) if page else low
+        page = self._range_page(context, {"orderby": "id", "fields[]": filters})
+        check_page(page, low, None)
+        return low, None, [page], last_id(page) if len(page) else low
 
     def get_new_paginator(self) -> BaseAPIPaginator:
         """Keyset paging driven by the partition's cursor."""
@@ -639,3 +738,18 @@ STREAM_SPECS: tuple[StreamSpec, ...] = (
         paged=False,
     ),
 )
+
+
+def check_page(page: _Page, low: int, high: int | None) -> None:
+    """`check_ascending` for a page of either kind (a helper checked its order itself)."""
+    if not isinstance(page, EncodedPage):
+        check_ascending(page, low, high)
+    elif page.first_id is not None and (
+        page.first_id <= low or (high is not None and cast(int, page.last_id) > high)
+    ):
+        check_ascending([{"ID": page.first_id}, {"ID": page.last_id}], low, high)
+
+
+def last_id(page: _Page) -> int:
+    """The ID of a (non-empty) page's last row."""
+    return cast(int, page.last_id) if isinstance(page, EncodedPage) else int(page[-1]["ID"])

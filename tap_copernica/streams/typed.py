@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from copernica_api.fields import field_type
-from tap_copernica.streams.profile_records import RecordLayout
+from tap_copernica.profile_records import RecordLayout
 from tap_copernica.streams.profiles import STREAM_SPECS, ProfileSpec, ProfileStream
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ compare the API's own strings; `finish` converts it as the record is emitted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -30,7 +30,7 @@ import msgspec
 from copernica_api.fields import FieldReader, field_type
 from copernica_api.payloads import dict_rows, plain_json, struct_decoder
 from copernica_api.timeutil import iso_converter
-from tap_copernica.streams.base import RecordShape
+from tap_copernica.record_shape import RecordShape
 
 #: The field type read as the API's string itself.
 TEXT = field_type("text")
@@ -63,7 +63,7 @@ class ProfileRecords:
     def __init__(self, layout: RecordLayout, tz: ZoneInfo, *, utc: bool) -> None:
         fields = layout.fields or ()
         self.reader = FieldReader({name: kind for name, _, kind in fields}, tz, utc=utc)
-        self._layout = layout
+        self.layout = self._layout = layout
         self._timestamp = iso_converter(tz, utc=utc)
         # The row by row path: the generic stream's shape, but `modified` left for `finish`.
         shape = layout.shape
@@ -260,3 +260,24 @@ def _known_values(kind: str, tz: ZoneInfo) -> dict[Any, Any] | None:
         except ValueError:
             continue
     return {value: typed for value, typed in known.items() if typed is None}
+
+
+def row_keeper(
+    since: str | None, skip: Collection[int], seen: Collection[int]
+) -> Callable[[dict[str, Any]], bool] | None:
+    """Which rows of an ID-ordered scan page are emitted (None: all of them): those modified
+    at or after `since`, less the IDs in `skip`, and the IDs in `seen` when their `modified`
+    is exactly `since` (emitted by the run that left that bookmark)."""
+    if since is None and not skip:
+        return None
+
+    def keep(row: dict[str, Any]) -> bool:
+        value = str(row.get("modified") or "")
+        if since is not None and value < since:
+            return False
+        if not skip and not seen:
+            return True
+        row_id = int(row["ID"])
+        return row_id not in skip and not (value == since and row_id in seen)
+
+    return keep
