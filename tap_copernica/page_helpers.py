@@ -6,11 +6,12 @@ most of one core (100,000 profiles at 100 ms per request and 8 in flight: 3.5 s 
 3.8 s run), and the GIL keeps every thread of the tap on that one core. So a page read by
 ID range goes, as the bytes the API sent, to a helper process, which sends back its RECORD
 lines ready to write and what the stream's bookmark needs (rows, first and last ID). The
-stream writes the lines in page order and moves its scan position per page: the output is
-the same bytes the stream would write itself (`tests/test_page_helpers.py`).
+stream writes the lines in page order and moves its scan position per page: the records and
+STATE are those the stream writes itself (`tests/test_page_helpers.py`); `time_extracted` is
+when the page arrived.
 
-A helper is a plain child interpreter (`python -m tap_copernica.page_helpers FD`) that
-imports no SDK, talking over a socket pair; it serves one page at a time and ends when the
+A helper is a plain child interpreter (`main`, run by `python -c`) that imports no SDK,
+talking over a socket pair; it serves one page at a time and ends when the
 tap closes its socket (or dies). A helper that does not start, or stops, leaves its pages
 to the tap, decoded there as without helpers: the run loses nothing, only the speed.
 """
@@ -42,6 +43,14 @@ log = logging.getLogger(__name__)
 
 #: Seconds a helper may take to end once its socket is closed.
 STOP_WAIT_S = 5.0
+#: Seconds a helper may take over one page (it takes milliseconds) before it is given up.
+ANSWER_WAIT_S = 60.0
+#: What a helper runs: the working directory (`-c` puts it first on `sys.path`) is left
+#: out, so that a project's own `signal.py` or `queue.py` cannot shadow the real modules.
+_HELPER_MAIN = (
+    "import sys; del sys.path[0]; "
+    "from tap_copernica.page_helpers import main; sys.exit(main(sys.argv[1:]))"
+)
 #: Helpers by default at most (8 requests in flight under 100 ms keep two busy).
 MAX_DEFAULT_HELPERS = 2
 
@@ -168,11 +177,14 @@ class _Helper:
         ours, theirs = socket.socketpair()
         try:
             self.process = subprocess.Popen(  # noqa: S603 (this interpreter, our module)
-                [sys.executable, "-m", "tap_copernica.page_helpers", str(theirs.fileno())],
+                [sys.executable, "-c", _HELPER_MAIN, str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,  # the tap's stdout is the Singer stream
             )
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         self.connection = Connection(ours.detach())
@@ -185,6 +197,8 @@ class _Helper:
             self.connection.send(("recipe", recipe_id, recipe))
             self.recipes.add(recipe_id)
         self.connection.send(("page", recipe_id, head, tail, content))
+        if not self.connection.poll(ANSWER_WAIT_S):
+            raise EOFError("no answer")  # a helper stopped (SIGSTOP) or stuck: given up
         return self.connection.recv()
 
     def stop(self) -> None:
@@ -238,8 +252,12 @@ class PageHelpers:
             return None
         try:
             answer = helper.encode(recipe_id, recipe, head, tail, content)
-        except (EOFError, OSError) as exc:
-            self._give_up(f"a page helper stopped ({type(exc).__name__})")
+        except BaseException as exc:
+            # The helper is in an unknown state (a message half sent or unread): none of
+            # them is used again, and threads waiting for one are woken.
+            self._give_up(f"a page helper stopped ({type(exc).__name__}: {exc})")
+            if not isinstance(exc, Exception):  # Ctrl-C, exit: not ours to swallow
+                raise
             return None
         self._idle.put(helper)
         if isinstance(answer, EncodedPage):
@@ -256,7 +274,7 @@ class PageHelpers:
             if self.broken is None and len(self._started) < self.count and self._idle.empty():
                 try:
                     helper = _Helper()
-                except (OSError, ValueError) as exc:
+                except Exception as exc:
                     self.broken = f"page helpers could not start ({exc})"
                     self.logger.warning("Decoding pages in the tap: %s.", self.broken)
                     return None
@@ -274,10 +292,13 @@ class PageHelpers:
             self._idle.put(_Stopped())  # type: ignore[arg-type]
 
     def close(self) -> None:
-        """End the helpers (each ends once its socket is closed)."""
+        """End the helpers (each ends once its socket is closed); threads still waiting
+        for one decode their pages themselves."""
         with self._lock:
             started, self._started = self._started, []
             self.broken = self.broken or "closed"
+        for _ in range(self.count):
+            self._idle.put(_Stopped())  # type: ignore[arg-type]
         for helper in started:
             helper.stop()
         if started:
@@ -300,10 +321,3 @@ class _Stopped:
 
     def encode(self, *_: Any) -> Any:
         raise EOFError
-
-
-if __name__ == "__main__":
-    # By its own name, not as `__main__`: what the helper pickles must unpickle in the tap.
-    from tap_copernica.page_helpers import main as helper_main
-
-    raise SystemExit(helper_main(sys.argv[1:]))

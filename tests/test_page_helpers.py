@@ -112,8 +112,9 @@ def test_values_that_do_not_fit_their_type_are_counted_once(
     assert f"{len(ids)} value(s) of field 'age'" in warnings[0]
 
 
+@pytest.mark.parametrize("how", ["killed", "broken socket"])
 def test_a_helper_that_dies_leaves_the_rest_to_the_tap_and_loses_no_record(
-    emu: Emulator, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    emu: Emulator, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     alone = sync(settings(emu, 0), streams=["profiles"])
     calls = 0
@@ -122,9 +123,11 @@ def test_a_helper_that_dies_leaves_the_rest_to_the_tap_and_loses_no_record(
     def killed_at_the_fifth_page(self: page_helpers._Helper, *args: Any) -> Any:
         nonlocal calls
         calls += 1
-        if calls == 5:  # as the OOM killer or a stray `kill` would end it
+        if calls == 5 and how == "killed":  # as the OOM killer or a stray `kill` would
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        elif calls == 5:  # any other failure mid-message: the helper is not used again
+            raise TypeError("'NoneType' object cannot be interpreted as an integer")
         return real_encode(self, *args)
 
     monkeypatch.setattr(page_helpers._Helper, "encode", killed_at_the_fifth_page)
