@@ -235,8 +235,8 @@ class PageHelpers:
             return None
         return cls(count, logger)
 
-    def recipe(self, recipe: LineRecipe) -> int:
-        """An ID under which helpers know `recipe`."""
+    def new_recipe_id(self) -> int:
+        """An ID for a new recipe (sent to each helper with its first page)."""
         with self._lock:
             self._recipes += 1
             return self._recipes

@@ -225,7 +225,11 @@ class ProfileCursor:
 
 def check_ascending(rows: list[dict[str, Any]], low: int, high: int | None) -> None:
     """Refuse a page that is not strictly ascending by ID within `(low, high]`."""
-    ids = [int(r["ID"]) for r in rows]
+    check_id_order([int(r["ID"]) for r in rows], low, high)
+
+
+def check_id_order(ids: list[int], low: int, high: int | None) -> None:
+    """Refuse IDs that are not strictly ascending within `(low, high]`."""
     outside = any(i <= low or (high is not None and i > high) for i in ids)
     if outside or any(b <= a for a, b in itertools.pairwise(ids)):
         msg = "the API ignored `orderby=id` or an `id` filter; refusing to page inexactly"

@@ -63,7 +63,7 @@ class ProfileRecords:
     def __init__(self, layout: RecordLayout, tz: ZoneInfo, *, utc: bool) -> None:
         fields = layout.fields or ()
         self.reader = FieldReader({name: kind for name, _, kind in fields}, tz, utc=utc)
-        self.layout = self._layout = layout
+        self.layout = layout
         self._timestamp = iso_converter(tz, utc=utc)
         # The row by row path: the generic stream's shape, but `modified` left for `finish`.
         shape = layout.shape
@@ -121,7 +121,7 @@ class ProfileRecords:
         """How an entity value becomes its column: an ID by `int` (anything else raises,
         and the row by row path reads it as `to_int` does), a timestamp converted, `modified`
         and the rest as they are."""
-        if key in self._layout.shape.integers:
+        if key in self.layout.shape.integers:
             return int
         if key in self._shape.timestamps:
             return self._timestamp
@@ -157,8 +157,8 @@ class ProfileRecords:
         if record.get("ID") is None and isinstance(given_id, str):
             # Text that is no ID: left as sent, so the cursor refuses the page as it did.
             record["ID"] = given_id
-        unfit = self._columns_of(record) if self._layout.fields is not None else []
-        declared = self._layout.declared
+        unfit = self._columns_of(record) if self.layout.fields is not None else []
+        declared = self.layout.declared
         if not declared.issuperset(record):
             record = {k: v for k, v in record.items() if k in declared}
         if unfit:  # counted when the record is emitted (`finish`), not for rows left out

@@ -32,6 +32,7 @@ from tap_copernica.paging import (
     IdRangePlanner,
     ProfileCursor,
     check_ascending,
+    check_id_order,
     ids_of,
 )
 from tap_copernica.prefetch import in_order
@@ -165,7 +166,6 @@ class ProfileStream(SchemaShapedStream):
         # from the API's rows.
         self.decode_body = self.records.decode
         self._finish = self.records.finish
-        self._layout = self.records.layout
         self._lines: Callable[[bytes], Any] | None = None  # see `_read_ranges`
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
@@ -523,7 +523,7 @@ class ProfileStream(SchemaShapedStream):
             return None
         cursor = self._cursor
         recipe = LineRecipe(
-            layout=self._layout,
+            layout=self.records.layout,
             tz=self.settings.tz,
             utc=self.settings.utc_timestamps,
             since=cursor.since,
@@ -531,7 +531,7 @@ class ProfileStream(SchemaShapedStream):
             seen=frozenset(cursor.seen),
             context=tuple(self.partition_keys(context).items()),
         )
-        return partial(self._encoded_page, helpers.recipe(recipe), recipe)
+        return partial(self._encoded_page, helpers.new_recipe_id(), recipe)
 
     def _encoded_page(self, recipe_id: int, recipe: LineRecipe, content: bytes) -> Any:
         """A range page (`content`) as RECORD lines from a helper, or decoded here as every
@@ -744,10 +744,9 @@ def check_page(page: _Page, low: int, high: int | None) -> None:
     """`check_ascending` for a page of either kind (a helper checked its order itself)."""
     if not isinstance(page, EncodedPage):
         check_ascending(page, low, high)
-    elif page.first_id is not None and (
-        page.first_id <= low or (high is not None and cast(int, page.last_id) > high)
-    ):
-        check_ascending([{"ID": page.first_id}, {"ID": page.last_id}], low, high)
+    elif page.first_id is not None:
+        # The helper checked the order within the page; its ends must lie in the range.
+        check_id_order(sorted({page.first_id, cast(int, page.last_id)}), low, high)
 
 
 def last_id(page: _Page) -> int:
